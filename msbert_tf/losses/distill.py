@@ -1,0 +1,149 @@
+"""Self-distillation objectives for the exit heads (stage 2).
+
+`loss = alpha * sum_l KL(p_T || p_l) + beta * EMD(students, teacher layers)`
+for `emd` (MS-BERT); `alpha * sum_l KL` alone for `kl` (FastBERT); the sum
+of every head's cross-entropy on gold labels for `ce` (DeeBERT-style).
+
+The layer takes the stage-2 model's outputs (a dict, see
+`msbert_tf.training.stage_models.DistillationModel`) and the labels, and
+returns the total with its parts, for logging.
+
+```python
+import numpy as np
+from msbert_tf.config import DistillConfig
+loss = DistillationLoss(DistillConfig(loss="kl"), num_layers=3, hidden_dim=16, head_dim=8)
+outputs = {
+    "student_logits": np.zeros((2, 4, 2), "float32"),
+    "student_z": np.zeros((2, 4, 8), "float32"),
+    "teacher_logits": np.zeros((3, 4, 2), "float32"),
+    "teacher_cls": np.zeros((3, 4, 16), "float32"),
+}
+loss(outputs, np.zeros((4,), "int32"))["loss"]  # 0.0: students equal the teacher
+```
+"""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from msbert_tf.config import DistillConfig
+from msbert_tf.losses.emd import transport_loss
+
+
+def _kl(p_teacher, log_p_student):
+    """KL(p_T || p_S) per example, summed over classes (broadcasts leading axes)."""
+    log_p_teacher = tf.math.log(tf.maximum(p_teacher, 1e-12))
+    return tf.reduce_sum(p_teacher * (log_p_teacher - log_p_student), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="msbert_tf")
+class DistillationLoss(keras.layers.Layer):
+    """Stage-2 objective; owns the EMD's learned parts (projections, layer weights)."""
+
+    def __init__(self, config, num_layers, hidden_dim, head_dim=128, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.head_dim = head_dim
+        num_students = num_layers - 1
+        uses_hidden = config.loss == "emd" and config.emd_cost in ("hidden", "both")
+        # W_i: maps student i's z to the teacher's hidden size for the `hidden` cost.
+        self.projections = (
+            [keras.layers.Dense(hidden_dim, name=f"projection_{i}") for i in range(num_students)]
+            if uses_hidden
+            else []
+        )
+        # Pile masses; updated by cost attention when `layer_weights=learned`.
+        self.student_mass = self.add_weight(
+            shape=(num_students,), initializer=keras.initializers.Constant(1 / num_students),
+            trainable=False, name="student_mass", aggregation="mean",
+        )
+        self.teacher_mass = self.add_weight(
+            shape=(num_layers,), initializer=keras.initializers.Constant(1 / num_layers),
+            trainable=False, name="teacher_mass", aggregation="mean",
+        )
+
+        for projection in self.projections:
+            projection.build((None, head_dim))
+
+    def call(self, outputs, labels, training=False):
+        c = self.config
+        student_logits = outputs["student_logits"]  # S x B x N
+        if c.loss == "ce":
+            ce = tf.reduce_sum(
+                tf.reduce_mean(
+                    keras.losses.sparse_categorical_crossentropy(
+                        labels[None, :], student_logits, from_logits=True
+                    ),
+                    axis=1,
+                )
+            )
+            return {"loss": ce, "ce": ce}
+        tau = c.temperature
+        log_p_students = tf.nn.log_softmax(student_logits / tau, axis=-1)
+        p_teacher_layers = tf.stop_gradient(tf.nn.softmax(outputs["teacher_logits"] / tau, axis=-1))
+        kl = tf.reduce_sum(tf.reduce_mean(_kl(p_teacher_layers[-1][None], log_p_students), axis=1))
+        parts = {"kl": kl}
+        total = c.alpha * kl
+        if c.loss == "emd":
+            emd = self._emd(outputs, log_p_students, p_teacher_layers, training)
+            parts["emd"] = emd
+            total = total + c.beta * emd
+        return {"loss": total, **parts}
+
+    def _emd(self, outputs, log_p_students, p_teacher_layers, training):
+        c = self.config
+        costs = []
+        if c.emd_cost in ("logits", "both"):
+            # d_ij = KL(softmax(C_T(h_j)/tau) || p_i), batch mean: S x L.
+            costs.append(
+                tf.reduce_mean(_kl(p_teacher_layers[None], log_p_students[:, None]), axis=-1)
+            )
+        if c.emd_cost in ("hidden", "both"):
+            projected = tf.stack(
+                [w(z) for w, z in zip(self.projections, tf.unstack(outputs["student_z"]))]
+            )  # S x B x H
+            teacher_cls = tf.stop_gradient(outputs["teacher_cls"])  # L x B x H
+            costs.append(
+                tf.reduce_mean(
+                    tf.square(projected[:, None] - teacher_cls[None]), axis=(-1, -2)
+                )
+            )
+        cost = tf.add_n(costs)
+        loss, plan = transport_loss(
+            cost, self.student_mass, self.teacher_mass, solver=c.emd_solver,
+            epsilon=c.sinkhorn_epsilon, iterations=c.sinkhorn_iterations,
+        )
+        if c.layer_weights == "learned" and training:
+            self._update_masses(tf.stop_gradient(cost), plan)
+        return loss
+
+    def _update_masses(self, cost, plan):
+        """BERT-EMD's cost attention: piles that transport cheaply gain mass.
+
+        Each pile's cost per unit of mass, `sum F C / w`, is turned into new
+        weights by `softmax(1 / (cost per mass) / T)`.
+        """
+        moved = plan * cost
+        t = self.config.layer_weight_temperature
+        for mass, axis in ((self.student_mass, 1), (self.teacher_mass, 0)):
+            unit_cost = tf.reduce_sum(moved, axis=axis) / tf.maximum(mass, 1e-12)
+            mass.assign(tf.nn.softmax(1.0 / tf.maximum(unit_cost, 1e-12) / t))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            config=dataclasses.asdict(self.config),
+            num_layers=self.num_layers,
+            hidden_dim=self.hidden_dim,
+            head_dim=self.head_dim,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["config"] = DistillConfig(**config["config"])
+        return cls(**config)

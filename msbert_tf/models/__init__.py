@@ -1,0 +1,1 @@
+"""Models: backbone loading, exit heads, the MS-BERT classifier task."""

@@ -1,0 +1,107 @@
+"""Train MS-BERT: teacher fine-tune, exit-head self-distillation, dev report.
+
+    python -m msbert_tf.train --task=sst2 --data_dir=../shared/data/glue \
+        --output_dir=runs/sst2
+
+Flags override the preset given by --config (a JSON file from configs/);
+re-running with the same --output_dir resumes where the run stopped.
+"""
+
+import sys
+import time
+
+from absl import app, flags, logging
+
+from msbert_tf.config import RunConfig
+from msbert_tf.errors import UserInputError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", None, "A run preset (JSON), e.g. configs/sst2.json.")
+flags.DEFINE_string("output_dir", None, "Run folder: config, weights, checkpoints, logs, report.")
+flags.DEFINE_string("task", None, "Task name, e.g. sst2.")
+flags.DEFINE_string("data_dir", None, "GLUE-layout folder; without it, TFDS.")
+flags.DEFINE_string("backbone", None, "embedded:minilm_l6, a keras-hub preset or folder, or random.")
+flags.DEFINE_string("head", None, "Exit head design: mlp or attention.")
+flags.DEFINE_string("distill_loss", None, "emd (MS-BERT), kl (FastBERT) or ce (DeeBERT-style).")
+flags.DEFINE_string("emd_solver", None, "sinkhorn (native TF) or exact (POT).")
+flags.DEFINE_string("emd_cost", None, "logits, hidden or both.")
+flags.DEFINE_float("teacher_epochs", None, "Stage-1 epochs (fractions allowed).")
+flags.DEFINE_float("distill_epochs", None, "Stage-2 epochs (fractions allowed).")
+flags.DEFINE_integer("batch_size", None, "Training batch size.")
+flags.DEFINE_float("learning_rate", None, "Stage-1 (teacher) peak learning rate.")
+flags.DEFINE_float("distill_learning_rate", None, "Stage-2 (heads) peak learning rate.")
+flags.DEFINE_integer("max_seq_length", None, "Tokens per example, [CLS] and [SEP] included.")
+flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows.")
+flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev rows.")
+flags.DEFINE_integer("seed", None, "Random seed.")
+
+# flag -> dotted config field it overrides.
+OVERRIDES = {
+    "task": "data.task",
+    "data_dir": "data.data_dir",
+    "backbone": "model.backbone",
+    "head": "model.head",
+    "distill_loss": "distill.loss",
+    "emd_solver": "distill.emd_solver",
+    "emd_cost": "distill.emd_cost",
+    "teacher_epochs": "teacher.epochs",
+    "distill_epochs": "distill.epochs",
+    "batch_size": "data.batch_size",
+    "learning_rate": "teacher.learning_rate",
+    "distill_learning_rate": "distill.learning_rate",
+    "max_seq_length": "data.max_seq_length",
+    "max_train_examples": "data.max_train_examples",
+    "max_eval_examples": "data.max_eval_examples",
+    "seed": "seed",
+}
+
+
+def resolve_config(flag_values):
+    config = RunConfig.from_file(flag_values.config) if flag_values.config else RunConfig()
+    for flag, field in OVERRIDES.items():
+        value = flag_values[flag].value
+        if value is None:
+            continue
+        section, _, name = field.rpartition(".")
+        target = getattr(config, section) if section else config
+        setattr(target, name, value)
+    return config.validate()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # Imported here so that --help and flag errors do not pay for TensorFlow.
+    from msbert_tf import report
+    from msbert_tf.inference.exit_metrics import exit_metrics
+    from msbert_tf.training.trainer import train
+
+    try:
+        if not FLAGS.output_dir:
+            raise UserInputError("--output_dir is required: the run folder to write (or resume).")
+        config = resolve_config(FLAGS)
+        start = time.time()
+        result = train(config, FLAGS.output_dir)
+        dev = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size)
+    except UserInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    run_report = {
+        "task": result.task.name,
+        "dev": dev,
+        "dev_examples": len(result.dev_split),
+        "stages": result.stages,
+        "wall_seconds_this_invocation": round(time.time() - start, 1),
+    }
+    report.write_report(FLAGS.output_dir, run_report)
+    logging.info("dev %s per exit: %s", dev["metric"], dev["exits"])
+    print(report.markdown(run_report))
+    return 0
+
+
+def run():
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Training: the two stages, checkpoints and resume."""

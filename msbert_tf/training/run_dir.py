@@ -1,0 +1,115 @@
+"""The run folder: resolved config, stage weights, checkpoints, logs, report.
+
+```
+RUN/config.json                 the resolved RunConfig
+RUN/teacher.weights.h5          classifier after stage 1
+RUN/model.weights.h5            classifier after stage 2 (teacher + heads)
+RUN/checkpoints/<stage>/        BackupAndRestore state while a stage runs
+RUN/logs/<stage>/               TensorBoard
+RUN/stages.json                 steps, seconds, examples/s of each stage
+RUN/report.json, report.md      dev metrics per exit, stage timings
+```
+A folder is only ever continued with the config it was started with.
+"""
+
+import json
+import os
+
+from msbert_tf.errors import UserInputError
+
+# Fields that change nothing already trained: a resumed run may differ here.
+RESUMABLE_FIELDS = ("data.max_eval_examples", "data.eval_batch_size")
+
+
+def _flatten(values, prefix=""):
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+class RunDir:
+    def __init__(self, path):
+        self.path = path
+
+    def file(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    @property
+    def teacher_weights(self):
+        return self.file("teacher.weights.h5")
+
+    @property
+    def model_weights(self):
+        return self.file("model.weights.h5")
+
+    def checkpoint_dir(self, stage):
+        return self.file("checkpoints", stage)
+
+    def log_dir(self, stage):
+        return self.file("logs", stage)
+
+    def claim(self, config):
+        """Writes `config` into a new folder, or checks it against the folder's."""
+        os.makedirs(self.path, exist_ok=True)
+        path = self.file("config.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                saved = _flatten(json.load(f))
+            current = _flatten(config.to_dict())
+            differ = sorted(
+                k for k in set(saved) | set(current)
+                if saved.get(k) != current.get(k) and k not in RESUMABLE_FIELDS
+            )
+            if differ:
+                details = "; ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in differ)
+                raise UserInputError(
+                    f"{self.path} holds a run with another config ({details}); "
+                    "resume with the same settings or pick a new --output_dir."
+                )
+        write_atomically(path, config.to_json())
+
+    def load_stages(self):
+        """Timings of the stages finished so far (kept across resumes)."""
+        path = self.file("stages.json")
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            return json.load(f)
+
+    def save_stages(self, stages):
+        write_atomically(self.file("stages.json"), json.dumps(stages, indent=2))
+
+    def load_config(self):
+        from msbert_tf.config import RunConfig
+
+        path = self.file("config.json")
+        if not os.path.exists(path):
+            raise UserInputError(f"{self.path} is not a run folder (no config.json).")
+        return RunConfig.from_file(path)
+
+
+def write_atomically(path, text):
+    """Write-then-rename, so a kill mid-write leaves the previous file whole."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_weights_atomically(model, path):
+    tmp = path[: -len(".weights.h5")] + ".tmp.weights.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def completed_epochs(checkpoint_dir):
+    """How many `fit` epochs a BackupAndRestore folder says are done."""
+    path = os.path.join(checkpoint_dir, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f)["epoch"])

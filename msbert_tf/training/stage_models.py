@@ -1,0 +1,61 @@
+"""The trainable view of the classifier in each stage, for `keras.Model.fit`.
+
+Stage 1 (`TeacherModel`) fine-tunes backbone + teacher classifier with
+cross-entropy. Stage 2 (`DistillationModel`) runs the frozen backbone
+forward only (no dropout, no backward pass) and trains the exit heads with
+`DistillationLoss`. Both use Keras' own `train_step`, so progress bars,
+callbacks, checkpoints and distribution strategies work unchanged.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class TeacherModel(keras.Model):
+    def __init__(self, classifier, train_token_embedding=True, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        classifier.set_stage("teacher")
+        classifier.backbone.token_embedding.trainable = train_token_embedding
+
+    def call(self, inputs, training=False):
+        last = self.classifier.hidden_states(inputs, training=training)[-1]
+        return self.classifier.teacher_logits(last, training=training)
+
+
+class DistillationModel(keras.Model):
+    def __init__(self, classifier, distill_loss, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.distill_loss = distill_loss
+        classifier.set_stage("distill")
+        parts = {"ce": ("ce",), "kl": ("kl",), "emd": ("kl", "emd")}[distill_loss.config.loss]
+        self.part_trackers = {name: keras.metrics.Mean(name=name) for name in parts}
+
+    def build(self, input_shape=None):
+        # The classifier and the loss build their own variables up front.
+        self.built = True
+
+    def call(self, inputs, training=False):
+        c = self.classifier
+        # The backbone and C_T are frozen: inference mode, and no gradient.
+        states = [tf.stop_gradient(h) for h in c.hidden_states(inputs, training=False)]
+        mask = inputs["padding_mask"]
+        z, logits = zip(
+            *(c.exit_heads[i](states[i], mask, training=training) for i in range(c.num_layers - 1))
+        )
+        return {
+            "student_logits": tf.stack(logits),
+            "student_z": tf.stack(z),
+            "teacher_logits": tf.stop_gradient(
+                tf.stack([c.teacher_logits(h, training=False) for h in states])
+            ),
+            "teacher_cls": tf.stack([h[:, 0, :] for h in states]),
+        }
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        parts = self.distill_loss(y_pred, y, training=training)
+        for name, value in parts.items():
+            if name in self.part_trackers:
+                self.part_trackers[name].update_state(value)
+        return parts["loss"]

@@ -1,0 +1,185 @@
+"""The two training stages, resumable, on any `tf.distribute` strategy's scope.
+
+```python
+from msbert_tf.config import RunConfig
+from msbert_tf.training.trainer import train
+config = RunConfig.from_dict({"data": {"data_dir": "../shared/data/glue",
+                                       "max_train_examples": 64, "max_eval_examples": 32},
+                              "model": {"backbone": "random"},
+                              "teacher": {"epochs": 1}, "distill": {"epochs": 1}})
+result = train(config, "/tmp/msbert_run")
+result.classifier  # teacher + trained exit heads
+```
+"""
+
+import dataclasses
+import math
+import os
+import time
+
+import keras
+from absl import logging
+
+from msbert_tf.data import pipeline, readers, tasks
+from msbert_tf.losses.distill import DistillationLoss
+from msbert_tf.models.backbone import load_backbone
+from msbert_tf.models.classifier import MSBertClassifier
+from msbert_tf.training import run_dir as run_dir_lib
+from msbert_tf.training.stage_models import DistillationModel, TeacherModel
+
+
+@dataclasses.dataclass
+class TrainResult:
+    classifier: MSBertClassifier
+    preprocessor: object
+    task: tasks.TaskSpec
+    dev_split: pipeline.EncodedSplit
+    stages: dict
+
+
+class ThroughputMeter(keras.callbacks.Callback):
+    """Examples per second of the train steps, leaving out the first (tracing)."""
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+        self.times = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+    def summary(self):
+        if len(self.times) < 2:
+            return {"steps": len(self.times)}
+        seconds = self.times[-1] - self.times[0]
+        return {
+            "steps": len(self.times),
+            "seconds": round(seconds, 2),
+            "examples_per_second": round((len(self.times) - 1) * self.batch_size / seconds, 1),
+        }
+
+
+def build_classifier(config, task):
+    backbone, preprocessor = load_backbone(config.model, config.data.max_seq_length)
+    classifier = MSBertClassifier(
+        backbone,
+        num_labels=task.num_labels,
+        head=config.model.head,
+        head_dim=config.model.head_dim,
+        head_num_heads=config.model.head_num_heads,
+        dropout=config.model.dropout,
+    )
+    classifier.build()
+    return classifier, preprocessor
+
+
+def load_splits(config, task, preprocessor):
+    data = config.data
+    train_examples = readers.read_split(task, "train", data.data_dir).take(data.max_train_examples)
+    dev_examples = readers.read_split(task, "dev", data.data_dir).take(data.max_eval_examples)
+    logging.info("%s: %d train and %d dev examples.", task.name, len(train_examples), len(dev_examples))
+    return (
+        pipeline.encode(train_examples, preprocessor, name=f"{task.name} train"),
+        pipeline.encode(dev_examples, preprocessor, name=f"{task.name} dev"),
+    )
+
+
+def _optimizer(stage_config, total_steps):
+    warmup = int(stage_config.warmup_ratio * total_steps)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else stage_config.learning_rate,
+        decay_steps=max(total_steps - warmup, 1),
+        warmup_target=stage_config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=getattr(stage_config, "weight_decay", 0.0)
+    )
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verbose, jit_compile):
+    """Runs one stage with checkpoints every `checkpoint_every_steps`.
+
+    Keras' `BackupAndRestore` resumes at epoch boundaries, so the stage's
+    steps are cut into equal "epochs" of at most that many steps; the data
+    stream skips the batches already trained on, so a resumed stage sees the
+    same batches as an uninterrupted one.
+    """
+    batch_size = config.data.batch_size
+    total_steps = max(1, math.ceil(stage_config.epochs * len(split) / batch_size))
+    chunks = math.ceil(total_steps / config.checkpoint_every_steps)
+    steps_per_chunk = math.ceil(total_steps / chunks)
+    done = run_dir_lib.completed_epochs(run.checkpoint_dir(name))
+    logging.info(
+        "stage %s: %d steps of %d examples in %d parts; %d part(s) done before.",
+        name, chunks * steps_per_chunk, batch_size, chunks, done,
+    )
+    dataset = pipeline.train_dataset(
+        split, batch_size, config.data.bucket_boundaries, seed=config.seed,
+        shuffle_buffer=config.data.shuffle_buffer, skip_batches=done * steps_per_chunk,
+        pad_to_bucket_boundary=jit_compile,
+    )
+    model.compile(
+        optimizer=_optimizer(stage_config, chunks * steps_per_chunk),
+        loss=loss, metrics=metrics, jit_compile=jit_compile,
+    )
+    # Variables must exist before BackupAndRestore loads into them.
+    first_batch = next(iter(dataset))[0]
+    model(first_batch)
+    meter = ThroughputMeter(batch_size)
+    model.fit(
+        dataset,
+        epochs=chunks,
+        steps_per_epoch=steps_per_chunk,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(run.checkpoint_dir(name), double_checkpoint=True),
+            keras.callbacks.TensorBoard(run.log_dir(name)),
+            meter,
+        ],
+        verbose=verbose,
+    )
+    return meter.summary()
+
+
+def train(config, output_dir, verbose="auto"):
+    """Fine-tunes the teacher, then distils the exit heads; resumes where it stopped."""
+    config.validate()
+    run = run_dir_lib.RunDir(output_dir)
+    run.claim(config)
+    task = tasks.get_task(config.data.task)
+    keras.utils.set_random_seed(config.seed)
+    classifier, preprocessor = build_classifier(config, task)
+    train_split, dev_split = load_splits(config, task, preprocessor)
+    stages = run.load_stages()
+    if os.path.exists(run.model_weights):
+        classifier.load_weights(run.model_weights)
+        logging.info("both stages were done before: loaded %s.", run.model_weights)
+        return TrainResult(classifier, preprocessor, task, dev_split, stages)
+    if os.path.exists(run.teacher_weights):
+        classifier.load_weights(run.teacher_weights)
+        logging.info("stage teacher was done before: loaded %s.", run.teacher_weights)
+    else:
+        stages["teacher"] = fit_stage(
+            "teacher", TeacherModel(classifier, config.teacher.train_token_embedding),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            stage_config=config.teacher, split=train_split, config=config, run=run, verbose=verbose, jit_compile=config.jit_compile,
+        )
+        run_dir_lib.save_weights_atomically(classifier, run.teacher_weights)
+        run.save_stages(stages)
+    distill_loss = DistillationLoss(
+        config.distill,
+        num_layers=classifier.num_layers,
+        hidden_dim=classifier.backbone.hidden_dim,
+        head_dim=config.model.head_dim,
+    )
+    stages["distill"] = fit_stage(
+        "distill", DistillationModel(classifier, distill_loss), loss=None, metrics=None,
+        stage_config=config.distill, split=train_split, config=config, run=run, verbose=verbose,
+        jit_compile=config.jit_compile and config.distill.emd_solver != "exact",
+    )
+    run_dir_lib.save_weights_atomically(classifier, run.model_weights)
+    run.save_stages(stages)
+    return TrainResult(classifier, preprocessor, task, dev_split, stages)

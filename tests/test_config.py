@@ -1,0 +1,44 @@
+import pytest
+
+from msbert_tf.config import RunConfig
+from msbert_tf.errors import UserInputError
+
+
+def test_round_trip_through_json(tmp_path):
+    config = RunConfig.from_dict({"distill": {"loss": "kl"}, "data": {"bucket_boundaries": [8, 16]}})
+    path = tmp_path / "c.json"
+    path.write_text(config.to_json())
+    loaded = RunConfig.from_file(str(path))
+    assert loaded == config
+    assert loaded.data.bucket_boundaries == (8, 16)
+    assert loaded.distill.loss == "kl"
+
+
+def test_unknown_field_is_named():
+    with pytest.raises(UserInputError, match="distill.los"):
+        RunConfig.from_dict({"distill": {"los": "kl"}})
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"distill": {"loss": "mse"}}, "distill.loss"),
+        ({"distill": {"emd_solver": "lp"}}, "distill.emd_solver"),
+        ({"model": {"head": "cnn"}}, "model.head"),
+        ({"data": {"batch_size": 0}}, "data.batch_size"),
+        ({"distill": {"temperature": 0}}, "temperature"),
+    ],
+)
+def test_bad_values_are_rejected(values, message):
+    with pytest.raises(UserInputError, match=message):
+        RunConfig.from_dict(values).validate()
+
+
+def test_presets_load():
+    import glob
+    import os
+
+    presets = glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.json"))
+    assert presets
+    for path in presets:
+        RunConfig.from_file(path).validate()

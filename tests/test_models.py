@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from msbert_tf.config import ModelConfig
+from msbert_tf.errors import UserInputError
+from msbert_tf.models.backbone import load_backbone
+from msbert_tf.models.classifier import MSBertClassifier
+from msbert_tf.models.heads import AttentionExitHead, MLPExitHead
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_backbone(ModelConfig(backbone="random"), max_seq_length=16)
+
+
+@pytest.mark.parametrize("head", ["mlp", "attention"])
+def test_classifier_outputs_every_exit(tiny, head):
+    backbone, preprocessor = tiny
+    model = MSBertClassifier(backbone, num_labels=3, head=head, head_dim=8)
+    logits = model(preprocessor(["a good film", "bad"]))
+    assert logits.shape == (2, backbone.num_layers, 3)
+    assert len(model.exit_heads) == backbone.num_layers - 1
+
+
+def test_hidden_states_match_the_backbone(tiny):
+    backbone, preprocessor = tiny
+    model = MSBertClassifier(backbone, num_labels=2, head="mlp", head_dim=8)
+    inputs = preprocessor(["a good film", "bad"])
+    states = model.hidden_states(inputs)
+    np.testing.assert_allclose(states[-1], backbone(inputs)["sequence_output"], atol=1e-6)
+
+
+def test_attention_head_ignores_padding():
+    head = AttentionExitHead(num_labels=2, hidden_dim=8, num_heads=2)
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(1, 6, 16)).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0, 0]], "int32")
+    noisy = hidden.copy()
+    noisy[:, 3:] = rng.normal(size=(1, 3, 16))
+    np.testing.assert_allclose(head(hidden, mask)[1], head(noisy, mask)[1], atol=1e-6)
+    # ...while the unpadded tokens do matter.
+    changed = hidden.copy()
+    changed[:, 1] += 1.0
+    assert not np.allclose(head(hidden, mask)[1], head(changed, mask)[1])
+
+
+@pytest.mark.parametrize("cls", [MLPExitHead, AttentionExitHead])
+def test_heads_round_trip_config(cls):
+    head = cls(num_labels=4, hidden_dim=8, name="h")
+    clone = cls.from_config(head.get_config())
+    assert clone.get_config() == head.get_config()
+
+
+def test_weights_save_and_load(tiny, tmp_path):
+    backbone, preprocessor = tiny
+    inputs = preprocessor(["a good film"])
+    model = MSBertClassifier(backbone, num_labels=2, head="attention", head_dim=8)
+    model.build()
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    other_backbone, _ = load_backbone(ModelConfig(backbone="random"), max_seq_length=16)
+    other = MSBertClassifier(other_backbone, num_labels=2, head="attention", head_dim=8)
+    other.build()
+    assert not np.allclose(other(inputs), model(inputs))
+    other.load_weights(path)
+    np.testing.assert_allclose(other(inputs), model(inputs), atol=1e-6)
+
+
+def test_unknown_backbone_is_a_clear_error(tmp_path):
+    with pytest.raises(UserInputError, match="could not load backbone"):
+        load_backbone(ModelConfig(backbone=str(tmp_path / "nowhere")), max_seq_length=16)
+
+
+def test_sequence_length_above_the_maximum(tiny):
+    with pytest.raises(UserInputError, match="above the backbone's maximum"):
+        load_backbone(ModelConfig(backbone="random"), max_seq_length=4096)
