@@ -34,6 +34,8 @@ flags.DEFINE_integer("max_seq_length", None, "Tokens per example, [CLS] and [SEP
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows.")
 flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev rows.")
 flags.DEFINE_integer("seed", None, "Random seed.")
+flags.DEFINE_bool("jit_compile", None, "XLA for the train steps (--nojit_compile: off).")
+flags.DEFINE_integer("checkpoint_every_steps", None, "Save resumable state every N steps.")
 
 # flag -> dotted config field it overrides.
 OVERRIDES = {
@@ -53,6 +55,8 @@ OVERRIDES = {
     "max_train_examples": "data.max_train_examples",
     "max_eval_examples": "data.max_eval_examples",
     "seed": "seed",
+    "jit_compile": "jit_compile",
+    "checkpoint_every_steps": "checkpoint_every_steps",
 }
 
 

@@ -72,12 +72,10 @@ class DistillationLoss(keras.layers.Layer):
         c = self.config
         student_logits = outputs["student_logits"]  # S x B x N
         if c.loss == "ce":
+            gold = tf.broadcast_to(tf.cast(labels, tf.int32)[None], tf.shape(student_logits)[:2])
             ce = tf.reduce_sum(
                 tf.reduce_mean(
-                    keras.losses.sparse_categorical_crossentropy(
-                        labels[None, :], student_logits, from_logits=True
-                    ),
-                    axis=1,
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(gold, student_logits), axis=1
                 )
             )
             return {"loss": ce, "ce": ce}
