@@ -1,0 +1,68 @@
+"""FLOPs of the path an example takes, counted analytically.
+
+A multiply-add counts 2 FLOPs. Counted: the matrix products of each
+executed transformer layer at the example's real length T (Q, K, V and
+output projections, attention scores and context, feed-forward), and of
+each evaluated exit. Left out, as small against those: embedding look-ups,
+layer norms, softmax, GELU, biases.
+
+```python
+layer_flops(length=10, hidden=384, intermediate=1536)  # one MiniLM layer
+```
+"""
+
+
+def layer_flops(length, hidden, intermediate):
+    projections = 4 * 2 * length * hidden * hidden  # Q, K, V, output
+    attention = 2 * 2 * length * length * hidden  # scores and context
+    feed_forward = 2 * 2 * length * hidden * intermediate
+    return projections + attention + feed_forward
+
+
+def head_flops(kind, length, hidden, head_dim, num_labels):
+    """FLOPs of one student head on a sequence of `length` tokens."""
+    if kind == "mlp":
+        return 2 * hidden * head_dim + 2 * head_dim * num_labels
+    project = 2 * length * hidden * head_dim
+    # [CLS] is the only query: its projection, K and V of every token,
+    # scores and context of one row, the output projection.
+    attention = 2 * head_dim * head_dim + 2 * 2 * length * head_dim * head_dim
+    attention += 2 * 2 * length * head_dim + 2 * head_dim * head_dim
+    return project + attention + 2 * head_dim * head_dim + 2 * head_dim * num_labels
+
+
+def teacher_head_flops(hidden, num_labels):
+    return 2 * hidden * hidden + 2 * hidden * num_labels
+
+
+def path_flops(exit_layer, length, spec):
+    """FLOPs to reach and evaluate exit `exit_layer` (1-based), all exits before it included.
+
+    `spec`: dict with `num_layers`, `hidden`, `intermediate`, `head`,
+    `head_dim`, `num_labels`.
+    """
+    total = exit_layer * layer_flops(length, spec["hidden"], spec["intermediate"])
+    students = min(exit_layer, spec["num_layers"] - 1)
+    total += students * head_flops(spec["head"], length, spec["hidden"], spec["head_dim"], spec["num_labels"])
+    if exit_layer == spec["num_layers"]:
+        total += teacher_head_flops(spec["hidden"], spec["num_labels"])
+    return total
+
+
+def teacher_flops(length, spec):
+    """The full teacher alone: every layer and C_T, no student heads."""
+    return spec["num_layers"] * layer_flops(
+        length, spec["hidden"], spec["intermediate"]
+    ) + teacher_head_flops(spec["hidden"], spec["num_labels"])
+
+
+def model_spec(classifier):
+    backbone = classifier.backbone
+    return {
+        "num_layers": backbone.num_layers,
+        "hidden": backbone.hidden_dim,
+        "intermediate": backbone.intermediate_dim,
+        "head": classifier.head,
+        "head_dim": classifier.head_dim,
+        "num_labels": classifier.num_labels,
+    }

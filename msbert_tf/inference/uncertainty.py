@@ -1,0 +1,75 @@
+"""Exit rules: when is an exit's prediction sure enough to stop?
+
+- `entropy` (FastBERT): `u = -sum_k p_k log p_k / log N`, in [0, 1].
+- `topk` (MS-BERT): keep the K largest probabilities, renormalise them to
+  `q`, `u = -sum q log q / log K`. It ignores the long tail of small
+  probabilities that inflates plain entropy when there are many classes;
+  with `K = N` it equals `entropy`.
+- `patience` (PABEE): exit once the prediction has stayed the same for
+  `patience` consecutive exits (no probabilities involved).
+
+```python
+import numpy as np
+p = np.array([[0.7, 0.1, 0.1, 0.1]])
+entropy(p), top_k_entropy(p, k=2)  # (0.68, 0.54)
+```
+"""
+
+import dataclasses
+
+import numpy as np
+
+from msbert_tf.errors import UserInputError
+
+RULES = ("entropy", "topk", "patience")
+_TINY = 1e-12
+
+
+def entropy(probs):
+    """Normalised entropy of each row of `probs` (... x N), in [0, 1]."""
+    probs = np.asarray(probs, np.float64)
+    n = probs.shape[-1]
+    return -np.sum(probs * np.log(np.maximum(probs, _TINY)), axis=-1) / np.log(n)
+
+
+def top_k_entropy(probs, k):
+    """Entropy of the renormalised K largest probabilities, over log K."""
+    probs = np.asarray(probs, np.float64)
+    top = -np.sort(-probs, axis=-1)[..., :k]
+    return entropy(top / np.maximum(top.sum(axis=-1, keepdims=True), _TINY))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitRule:
+    """An exit rule and its threshold.
+
+    `speed` is the uncertainty threshold in [0, 1] for `entropy`/`topk`
+    (0 runs the whole teacher, 1 always exits at layer 1); for `patience` it
+    is unused and `patience` (>= 1) counts agreeing consecutive exits.
+    """
+
+    kind: str = "entropy"
+    speed: float = 0.0
+    top_k: int = 2
+    patience: int = 2
+
+    def validate(self, num_labels):
+        if self.kind not in RULES:
+            raise UserInputError(f"uncertainty {self.kind!r} is not one of {', '.join(RULES)}.")
+        if not 0.0 <= self.speed <= 1.0 or np.isnan(self.speed):
+            raise UserInputError(
+                f"speed (the exit threshold) must be in [0, 1], got {self.speed}: "
+                "0 runs every layer, 1 exits at the first."
+            )
+        if self.kind == "topk" and not 2 <= self.top_k <= num_labels:
+            raise UserInputError(
+                f"top_k must be between 2 and the number of labels ({num_labels}), got {self.top_k}."
+            )
+        if self.kind == "patience" and self.patience < 1:
+            raise UserInputError(f"patience must be at least 1, got {self.patience}.")
+        return self
+
+    def uncertainty(self, probs):
+        if self.kind == "topk":
+            return top_k_entropy(probs, self.top_k)
+        return entropy(probs)

@@ -1,0 +1,125 @@
+import math
+
+import numpy as np
+import pytest
+
+from msbert_tf.config import ModelConfig
+from msbert_tf.errors import UserInputError
+from msbert_tf.inference import flops
+from msbert_tf.inference.early_exit import EarlyExitPredictor, simulate
+from msbert_tf.inference.uncertainty import ExitRule, entropy, top_k_entropy
+from msbert_tf.models.backbone import load_backbone
+from msbert_tf.models.classifier import MSBertClassifier
+
+
+def test_entropy_by_hand():
+    p = np.array([0.5, 0.25, 0.25])
+    expected = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)) / math.log(3)
+    assert entropy(p) == pytest.approx(expected)
+    assert entropy(np.array([1.0, 0.0])) == pytest.approx(0.0)
+    assert entropy(np.array([0.5, 0.5])) == pytest.approx(1.0)
+
+
+def test_top_k_with_k_equal_n_is_entropy():
+    p = np.random.default_rng(0).dirichlet(np.ones(6), size=10)
+    np.testing.assert_allclose(top_k_entropy(p, 6), entropy(p))
+
+
+def test_top_k_ignores_the_long_tail():
+    # 50 classes: one clear winner, a runner-up, and a flat tail.
+    p = np.full(50, 0.3 / 48)
+    p[0], p[1] = 0.6, 0.1
+    q = np.array([0.6, 0.1]) / 0.7
+    by_hand = -(q * np.log(q)).sum() / math.log(2)
+    assert top_k_entropy(p, 2) == pytest.approx(by_hand)
+    # Plain entropy is inflated by the tail: the same example looks less sure.
+    assert entropy(p) > 0.4 > top_k_entropy(p, 2) - 0.2
+
+
+@pytest.mark.parametrize(
+    "rule, message",
+    [
+        (ExitRule("entropy", speed=1.5), r"in \[0, 1\]"),
+        (ExitRule("entropy", speed=-0.1), r"in \[0, 1\]"),
+        (ExitRule("topk", speed=0.2, top_k=1), "top_k must be between 2"),
+        (ExitRule("topk", speed=0.2, top_k=7), "top_k must be between 2"),
+        (ExitRule("margin"), "not one of"),
+        (ExitRule("patience", patience=0), "at least 1"),
+    ],
+)
+def test_bad_rules_are_rejected(rule, message):
+    with pytest.raises(UserInputError, match=message):
+        rule.validate(num_labels=6)
+
+
+def test_simulator_by_hand():
+    probs = np.array(
+        [
+            [[0.95, 0.05], [0.9, 0.1], [0.2, 0.8]],  # sure at exit 1
+            [[0.6, 0.4], [0.99, 0.01], [0.2, 0.8]],  # sure at exit 2
+            [[0.6, 0.4], [0.4, 0.6], [0.2, 0.8]],  # never: the teacher
+        ]
+    )
+    out = simulate(probs, ExitRule("entropy", speed=0.3))
+    assert out.exit_layers.tolist() == [1, 2, 3]
+    assert out.labels.tolist() == [0, 0, 1]
+    assert simulate(probs, ExitRule("entropy", speed=0.0)).exit_layers.tolist() == [3, 3, 3]
+    assert simulate(probs, ExitRule("entropy", speed=1.0)).exit_layers.tolist() == [1, 1, 1]
+    assert simulate(probs, ExitRule("patience", patience=1)).exit_layers.tolist() == [2, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    from msbert_tf.config import RandomBackboneConfig
+
+    config = ModelConfig(backbone="random", random_backbone=RandomBackboneConfig(num_layers=4))
+    backbone, preprocessor = load_backbone(config, max_seq_length=24)
+    classifier = MSBertClassifier(backbone, num_labels=3, head="attention", head_dim=8)
+    classifier.build()
+    # Larger head weights spread the random heads' confidences over [0, 1].
+    for head in classifier.exit_heads:
+        head.logits_dense.kernel.assign(head.logits_dense.kernel * 8)
+    return classifier, preprocessor
+
+
+@pytest.mark.parametrize(
+    "rule",
+    # Speeds in (0, 1) are read as quantiles of the observed uncertainties
+    # below, so that every case mixes early and late exits.
+    [ExitRule("entropy", s) for s in (0.0, 0.2, 0.5, 0.8, 1.0)]
+    + [ExitRule("topk", 0.5, top_k=2), ExitRule("patience", patience=1), ExitRule("patience", patience=2)],
+)
+def test_real_path_agrees_with_simulator(tiny_classifier, rule):
+    import dataclasses
+
+    classifier, preprocessor = tiny_classifier
+    rng = np.random.default_rng(0)
+    words = ["good", "bad", "film", "plot", "dull", "great", "the", "a", "long", "fun"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(1, 18))) for _ in range(40)]
+    inputs = {k: np.asarray(v).astype("int32") for k, v in preprocessor(texts).items()}
+    all_probs = np.asarray(__import__("keras").ops.softmax(classifier(inputs), axis=-1))
+    if rule.kind != "patience" and 0 < rule.speed < 1:
+        observed = rule.uncertainty(all_probs[:, :-1]).ravel()
+        rule = dataclasses.replace(rule, speed=float(np.quantile(observed, rule.speed)))
+    expected = simulate(all_probs, rule)
+    got = EarlyExitPredictor(classifier).predict(inputs, rule)
+    np.testing.assert_array_equal(got.exit_layers, expected.exit_layers)
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    np.testing.assert_allclose(got.probs, expected.probs, atol=1e-5)
+    if rule.kind == "entropy" and 0 < rule.speed < 1:
+        assert len(set(got.exit_layers.tolist())) > 1  # the test really mixes exits
+
+
+def test_flops_by_hand():
+    spec = {"num_layers": 2, "hidden": 4, "intermediate": 8, "head": "mlp", "head_dim": 2, "num_labels": 3}
+    T = 5
+    layer = 4 * 2 * T * 4 * 4 + 2 * 2 * T * T * 4 + 2 * 2 * T * 4 * 8  # 640 + 400 + 640
+    assert flops.layer_flops(T, 4, 8) == layer == 1680
+    head = 2 * 4 * 2 + 2 * 2 * 3  # 28
+    teacher = 2 * 4 * 4 + 2 * 4 * 3  # 56
+    assert flops.path_flops(1, T, spec) == layer + head
+    assert flops.path_flops(2, T, spec) == 2 * layer + head + teacher
+    assert flops.teacher_flops(T, spec) == 2 * layer + teacher
