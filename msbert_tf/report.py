@@ -1,4 +1,4 @@
-"""report.json and report.md in the run folder."""
+"""Report files: report.json, report.md (tables) and tradeoff.png (the curve)."""
 
 import json
 import os
@@ -6,28 +6,86 @@ import os
 from msbert_tf.training.run_dir import write_atomically
 
 
+def _sweep_table(points):
+    lines = [
+        "| rule | speed / patience | accuracy | mean exit layer | FLOPs speed-up | wall-clock speed-up b1 | b32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        knob = p["patience"] if p["uncertainty"] == "patience" else p["speed"]
+        rule = f"topk (K={p['top_k']})" if p["uncertainty"] == "topk" else p["uncertainty"]
+        lines.append(
+            f"| {rule} | {knob} | {p['metric']:.2f} | {p['mean_exit_layer']:.2f} | "
+            f"{p['flops_speedup']:.2f}x | {p.get('wall_clock_speedup_batch1', float('nan')):.2f}x | "
+            f"{p.get('wall_clock_speedup_batch32', float('nan')):.2f}x |"
+        )
+    return lines
+
+
 def markdown(report):
     metric = report["dev"]["metric"]
+    exits = report["dev"]["exits"]
     lines = [
-        f"# {report['task']}: dev {metric} per exit",
+        f"# {report['task']}: {metric} per exit ({report.get('examples', '?')} examples)",
         "",
-        "| exit (layer) | " + " | ".join(str(i + 1) for i in range(len(report["dev"]["exits"]))) + " |",
-        "|---" * (len(report["dev"]["exits"]) + 1) + "|",
-        f"| {metric} | " + " | ".join(f"{v:.2f}" for v in report["dev"]["exits"]) + " |",
+        "| exit (layer) | " + " | ".join(str(i + 1) for i in range(len(exits))) + " |",
+        "|---" * (len(exits) + 1) + "|",
+        f"| {metric} | " + " | ".join(f"{v:.2f}" for v in exits) + " |",
         "",
-        f"Teacher (layer {len(report['dev']['exits'])}): {report['dev']['teacher']:.2f}",
-        "",
-        "| stage | steps | seconds | examples/s |",
-        "|---|---|---|---|",
+        f"Teacher (layer {len(exits)}): {report['dev']['teacher']:.2f}",
     ]
-    for stage, stats in report["stages"].items():
-        lines.append(
-            f"| {stage} | {stats.get('steps', '')} | {stats.get('seconds', '')} | "
-            f"{stats.get('examples_per_second', '')} |"
-        )
+    if report.get("sweep"):
+        lines += ["", "## Early exit", ""] + _sweep_table(report["sweep"])
+        chosen = report.get("chosen")
+        lines += [
+            "",
+            f"Chosen (largest FLOPs speed-up within {report['max_drop']} points of the teacher): "
+            + (
+                f"{chosen['uncertainty']} speed {chosen['speed']}, {chosen['metric']:.2f}, "
+                f"{chosen['flops_speedup']:.2f}x"
+                if chosen
+                else "none"
+            ),
+        ]
+    if report.get("stages"):
+        lines += ["", "| stage | steps | seconds | examples/s |", "|---|---|---|---|"]
+        for stage, stats in report["stages"].items():
+            lines.append(
+                f"| {stage} | {stats.get('steps', '')} | {stats.get('seconds', '')} | "
+                f"{stats.get('examples_per_second', '')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_path, report):
-    write_atomically(os.path.join(run_path, "report.json"), json.dumps(report, indent=2))
-    write_atomically(os.path.join(run_path, "report.md"), markdown(report))
+def plot_tradeoff(curves, teacher_metric, path, metric="accuracy"):
+    """`curves`: {label: sweep points}; metric against FLOPs speed-up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in curves.items():
+        ordered = sorted(points, key=lambda p: p["flops_speedup"])
+        ax.plot([p["flops_speedup"] for p in ordered], [p["metric"] for p in ordered], marker="o", label=label)
+    ax.axhline(teacher_metric, color="gray", linestyle="--", label="teacher")
+    ax.set_xlabel("FLOPs speed-up over the teacher (x)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(folder, report, prefix="report"):
+    os.makedirs(folder, exist_ok=True)
+    write_atomically(os.path.join(folder, f"{prefix}.json"), json.dumps(report, indent=2))
+    write_atomically(os.path.join(folder, f"{prefix}.md"), markdown(report))
+    if report.get("sweep"):
+        plot_tradeoff(
+            {report["sweep"][0]["uncertainty"]: report["sweep"]},
+            report["dev"]["teacher"],
+            os.path.join(folder, f"{prefix}_tradeoff.png"),
+            metric=report["dev"]["metric"],
+        )

@@ -7,11 +7,14 @@ Flags override the preset given by --config (a JSON file from configs/);
 re-running with the same --output_dir resumes where the run stopped.
 """
 
+import json
+import os
 import sys
 import time
 
 from absl import app, flags, logging
 
+from msbert_tf import eval_flags
 from msbert_tf.config import RunConfig
 from msbert_tf.errors import UserInputError
 
@@ -77,7 +80,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Imported here so that --help and flag errors do not pay for TensorFlow.
     from msbert_tf import report
-    from msbert_tf.inference.exit_metrics import exit_metrics
+    from msbert_tf.data.tasks import get_task
+    from msbert_tf.inference.evaluation import evaluate
+    from msbert_tf.training.run_dir import write_atomically
     from msbert_tf.training.trainer import train
 
     try:
@@ -85,20 +90,33 @@ def main(argv):
             raise UserInputError("--output_dir is required: the run folder to write (or resume).")
         config = resolve_config(FLAGS)
         start = time.time()
+        task = get_task(config.data.task)
+        # Bad thresholds fail now, not after an hour of training.
+        eval_flags.rules_from_flags(num_layers=2, num_labels=task.num_labels)
         result = train(config, FLAGS.output_dir)
-        dev = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size)
+        rules = eval_flags.rules_from_flags(result.classifier.num_layers, task.num_labels)
+        evaluation = evaluate(
+            result.classifier, result.dev_split, rules, FLAGS.max_drop,
+            batch_size=config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
+        )
     except UserInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     run_report = {
         "task": result.task.name,
-        "dev": dev,
-        "dev_examples": len(result.dev_split),
+        "examples": len(result.dev_split),
+        **evaluation,
         "stages": result.stages,
         "wall_seconds_this_invocation": round(time.time() - start, 1),
     }
     report.write_report(FLAGS.output_dir, run_report)
-    logging.info("dev %s per exit: %s", dev["metric"], dev["exits"])
+    if evaluation["chosen"]:
+        # The default threshold of predict and export.
+        write_atomically(
+            os.path.join(FLAGS.output_dir, "exit_threshold.json"),
+            json.dumps(evaluation["chosen"], indent=2),
+        )
+    logging.info("dev %s per exit: %s", evaluation["dev"]["metric"], evaluation["dev"]["exits"])
     print(report.markdown(run_report))
     return 0
 

@@ -27,6 +27,7 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
         "--config=configs/sst2.json", f"--data_dir={glue_dir}", f"--output_dir={out}",
         "--max_train_examples=480", "--max_eval_examples=200", "--teacher_epochs=2",
         "--distill_epochs=2", "--learning_rate=1e-4", "--nojit_compile",
+        "--speeds=0,0.3,0.6,1", "--timing_examples=0",
     ]
     done = _train(*args)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -40,10 +41,56 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     for name in ("config.json", "teacher.weights.h5", "model.weights.h5", "report.md"):
         assert (out / name).exists(), name
     assert os.listdir(out / "logs" / "teacher")
+    # The sweep: speed 0 is the teacher, speed 1 exits everything at layer 1.
+    sweep = {p["speed"]: p for p in report["sweep"]}
+    assert sweep[0.0]["metric"] == report["dev"]["teacher"] and sweep[0.0]["mean_exit_layer"] == 6
+    assert sweep[1.0]["metric"] == report["dev"]["exits"][0] and sweep[1.0]["mean_exit_layer"] == 1
+    assert sweep[1.0]["flops_speedup"] > 4
+    assert (out / "report_tradeoff.png").stat().st_size > 10_000
+    chosen = json.loads((out / "exit_threshold.json").read_text())
+    assert chosen["metric"] >= report["dev"]["teacher"] - 0.5
     # A second run with the same command finds both stages done.
     again = _train(*args)
     assert again.returncode == 0
     assert json.loads((out / "report.json").read_text())["dev"] == report["dev"]
+    # The evaluate CLI on the same dev rows gives the same sweep.
+    done = _evaluate(
+        f"--run_dir={out}", f"--data_file={glue_dir}/SST-2/dev.tsv", "--max_examples=200",
+        "--speeds=0,0.3,0.6,1", "--timing_examples=4", f"--output={tmp_path}/eval.json",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    for got, want in zip(evaluated["sweep"], report["sweep"]):
+        assert (got["metric"], got["exit_histogram"]) == (want["metric"], want["exit_histogram"])
+
+
+def _evaluate(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "msbert_tf.evaluate", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--speeds=0,1.5"], "must be in [0, 1], got 1.5"),
+        (["--speeds=fast"], "--speeds must be numbers"),
+        (["--uncertainty=topk", "--top_k=3"], "top_k must be between 2 and the number of labels (2)"),
+    ],
+)
+def test_bad_thresholds_fail_before_training(tmp_path, args, message):
+    done = _train(f"--output_dir={tmp_path / 'run'}", "--data_dir=../shared/data/glue", *args)
+    assert done.returncode == 2 and message in done.stderr
+    assert not (tmp_path / "run" / "teacher.weights.h5").exists()
+
+
+def test_evaluate_refuses_a_run_without_heads(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    done = _evaluate(f"--run_dir={run}", "--data_file=x.tsv")
+    assert done.returncode == 2 and "has no trained exit heads" in done.stderr
 
 
 @pytest.mark.parametrize(

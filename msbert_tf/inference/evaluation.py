@@ -1,0 +1,41 @@
+"""One evaluation, shared by the train and evaluate CLIs: per-exit metrics,
+the threshold sweep with FLOPs and wall-clock speed-ups, and the chosen speed.
+"""
+
+import numpy as np
+
+from msbert_tf.inference.exit_metrics import exit_metrics
+from msbert_tf.inference.sweep import choose_speed, sweep, wall_clock
+from msbert_tf.inference.uncertainty import ExitRule
+
+DEFAULT_SPEEDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
+
+
+def rules_for(uncertainty, speeds=DEFAULT_SPEEDS, top_k=2, num_layers=None):
+    """Thresholds to sweep; for `patience`, every patience from 1 to L - 2."""
+    if uncertainty == "patience":
+        return [ExitRule("patience", patience=p) for p in range(1, max(num_layers - 1, 2))]
+    return [ExitRule(uncertainty, speed=float(s), top_k=top_k) for s in speeds]
+
+
+def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=None):
+    """Report dict: per-exit metrics, sweep points (with wall clock), chosen point.
+
+    Wall clock is timed at batch 1 on the first `timing_examples` rows and at
+    batch 32 on all; `timing_examples=0` skips timing.
+    """
+    per_exit = exit_metrics(classifier, split, batch_size)
+    points = sweep(classifier, split, rules, batch_size)
+    for rule, point in zip(rules, points):
+        if not timing_examples:
+            break  # wall clock not asked for
+        for timing_batch in (1, 32):
+            seconds = wall_clock(
+                classifier, split, rule, timing_batch,
+                max_examples=timing_examples if timing_batch == 1 else None,
+            )
+            point[f"wall_clock_speedup_batch{timing_batch}"] = round(
+                seconds["teacher"] / seconds["adaptive"], 3
+            )
+    chosen = choose_speed(points, per_exit["teacher"], max_drop)
+    return {"dev": per_exit, "sweep": points, "max_drop": max_drop, "chosen": chosen}
