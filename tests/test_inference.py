@@ -123,3 +123,27 @@ def test_flops_by_hand():
     assert flops.path_flops(1, T, spec) == layer + head
     assert flops.path_flops(2, T, spec) == 2 * layer + head + teacher
     assert flops.teacher_flops(T, spec) == 2 * layer + teacher
+
+
+def test_layer_flops_agree_with_tensorflow_profiler():
+    import keras_hub
+    import tensorflow as tf
+    from tensorflow.python.profiler import option_builder
+
+    hidden, intermediate, length = 384, 1536, 20
+    layer = keras_hub.layers.TransformerEncoder(intermediate_dim=intermediate, num_heads=12)
+    layer.build((1, length, hidden))
+    graph = (
+        tf.function(lambda x, m: layer(x, padding_mask=m))
+        .get_concrete_function(tf.TensorSpec([1, length, hidden]), tf.TensorSpec([1, length], tf.int32))
+        .graph
+    )
+    options = (
+        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
+    profiled = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+    # The profiler counts biases, softmax and norms but not the attention
+    # einsums; ours the reverse. Both are dominated by the same products.
+    assert profiled == pytest.approx(flops.layer_flops(length, hidden, intermediate), rel=0.02)

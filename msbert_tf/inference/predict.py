@@ -1,0 +1,62 @@
+"""Raw sentences in; label, probabilities and exit layer out, by early exit.
+
+```python
+trained = load_run("runs/sst2")
+predict_texts(trained, ["a gripping film"], default_rule(trained))
+# [{"label": "1", "probabilities": [...], "exit_layer": 2}]
+```
+"""
+
+import json
+import os
+
+import numpy as np
+
+from msbert_tf.data import pipeline
+from msbert_tf.data.readers import Examples
+from msbert_tf.errors import UserInputError
+from msbert_tf.inference.early_exit import EarlyExitPredictor
+from msbert_tf.inference.uncertainty import ExitRule
+
+
+def default_rule(trained, speed=None, uncertainty=None, top_k=None):
+    """The run's chosen threshold (exit_threshold.json), with any override."""
+    path = trained.run.file("exit_threshold.json")
+    chosen = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            chosen = json.load(f)
+    rule = ExitRule(
+        kind=uncertainty or chosen.get("uncertainty") or "entropy",
+        speed=chosen.get("speed", 0.0) if speed is None else speed,
+        top_k=top_k or chosen.get("top_k") or 2,
+        patience=chosen.get("patience") or 2,
+    )
+    return rule.validate(trained.classifier.num_labels)
+
+
+def predict_texts(trained, texts, rule, batch_size=32, text_pairs=None):
+    rule.validate(trained.classifier.num_labels)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise UserInputError(f"text {i + 1} is empty: give every example some words.")
+    examples = Examples(
+        text_a=[t.strip() for t in texts],
+        labels=np.zeros(len(texts), np.int32),
+        text_b=text_pairs,
+    )
+    split = pipeline.encode(examples, trained.preprocessor, name="input")
+    predictor = EarlyExitPredictor(trained.classifier)
+    names = trained.task.label_names
+    results = []
+    for features, _ in pipeline.eval_dataset(split, batch_size):
+        out = predictor.predict({k: v.numpy() for k, v in features.items()}, rule)
+        for probs, layer in zip(out.probs, out.exit_layers):
+            results.append(
+                {
+                    "label": names[int(np.argmax(probs))],
+                    "probabilities": [round(float(p), 6) for p in probs],
+                    "exit_layer": int(layer),
+                }
+            )
+    return results

@@ -1,0 +1,56 @@
+"""Classify raw sentences with early exit; prints one JSON object per line.
+
+    python -m msbert_tf.predict --run_dir=runs/sst2 "a gripping film" "dull"
+    python -m msbert_tf.predict --run_dir=runs/sst2 --input_file=sentences.txt --speed=0.3
+
+Without --speed, the run's chosen threshold (RUN/exit_threshold.json) is used.
+"""
+
+import json
+import sys
+
+from absl import app, flags
+
+from msbert_tf.errors import UserInputError
+
+flags.DEFINE_string("run_dir", None, "A finished training run folder.")
+flags.DEFINE_string("input_file", None, "A UTF-8 file with one text per line.")
+flags.DEFINE_float("speed", None, "Exit threshold in [0, 1] (default: the run's chosen one).")
+flags.DEFINE_string("uncertainty", None, "entropy, topk or patience (default: the run's).")
+flags.DEFINE_integer("top_k", None, "K of the top-K rule.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    from msbert_tf.inference.loading import load_run
+    from msbert_tf.inference.predict import default_rule, predict_texts
+
+    try:
+        if not FLAGS.run_dir:
+            raise UserInputError("--run_dir is required.")
+        texts = list(argv[1:])
+        if FLAGS.input_file:
+            try:
+                with open(FLAGS.input_file, encoding="utf-8") as f:
+                    texts += [line.rstrip("\n") for line in f if line.strip()]
+            except (OSError, UnicodeDecodeError) as e:
+                raise UserInputError(f"cannot read --input_file {FLAGS.input_file}: {e}") from None
+        if not texts:
+            raise UserInputError("nothing to classify: pass texts as arguments or --input_file.")
+        trained = load_run(FLAGS.run_dir)
+        rule = default_rule(trained, FLAGS.speed, FLAGS.uncertainty, FLAGS.top_k)
+        results = predict_texts(trained, texts, rule)
+    except UserInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for text, result in zip(texts, results):
+        print(json.dumps({"text": text, **result}))
+    return 0
+
+
+def run():
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+
+from msbert_tf import MSBert
+from msbert_tf.errors import UserInputError
+from msbert_tf.inference.early_exit import simulate
+from msbert_tf.inference.uncertainty import ExitRule
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from msbert_tf.data.readers import read_split
+    from msbert_tf.data.tasks import get_task
+    from tests.conftest import GLUE_DIR
+
+    config = tiny_config(GLUE_DIR)
+    config.jit_compile = False
+    model = MSBert(str(tmp_path_factory.mktemp("run")), config=config).fit(verbose=0)
+    dev = read_split(get_task("sst2"), "dev", GLUE_DIR).take(24)
+    return model, dev
+
+
+def test_five_line_api_predicts_like_the_simulator(trained):
+    import keras
+
+    from msbert_tf.data import pipeline
+
+    model, dev = trained
+    rule = ExitRule("entropy", speed=0.9)
+    got = model.predict(dev.text_a, speed=0.9)
+    split = pipeline.encode(dev, model._trained.preprocessor)
+    logits = np.concatenate(
+        [np.asarray(model._trained.classifier(x)) for x, _ in pipeline.eval_dataset(split, 8)]
+    )
+    expected = simulate(np.asarray(keras.ops.softmax(logits, axis=-1)), rule)
+    assert [r["exit_layer"] for r in got] == expected.exit_layers.tolist()
+    assert [r["label"] for r in got] == [str(v) for v in expected.labels]
+
+
+def test_reload_gives_the_same_predictions(trained):
+    model, dev = trained
+    again = MSBert.load(model.output_dir)
+    assert again.predict(dev.text_a[:5], speed=0.5) == model.predict(dev.text_a[:5], speed=0.5)
+
+
+@pytest.mark.parametrize(
+    "texts, speed, message",
+    [
+        (["fine", "   "], 0.2, "text 2 is empty"),
+        (["fine"], 1.5, r"in \[0, 1\]"),
+    ],
+)
+def test_bad_prediction_input(trained, texts, speed, message):
+    with pytest.raises(UserInputError, match=message):
+        trained[0].predict(texts, speed=speed)
+
+
+def test_overlong_text_is_truncated_not_refused(trained):
+    model, _ = trained
+    (result,) = model.predict([" ".join(["word"] * 5000)])
+    assert 1 <= result["exit_layer"] <= 2
+
+
+def test_unknown_or_ambiguous_fields():
+    with pytest.raises(UserInputError, match="'epochs' names several"):
+        MSBert("/tmp/x", epochs=3)
+    with pytest.raises(UserInputError, match="'colour' names no"):
+        MSBert("/tmp/x", colour="red")
+    assert MSBert("/tmp/x", head="mlp", task="sst2").config.model.head == "mlp"
+
+
+def test_predict_cli_prints_json_lines(trained, tmp_path):
+    import subprocess
+    import sys
+
+    model, _ = trained
+    done = subprocess.run(
+        [sys.executable, "-m", "msbert_tf.predict", f"--run_dir={model.output_dir}", "--speed=0.4",
+         "a gripping film", "dull"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert [line["text"] for line in lines] == ["a gripping film", "dull"]
+    assert lines == [dict(text=t, **r) for t, r in zip(["a gripping film", "dull"], model.predict(["a gripping film", "dull"], speed=0.4))]
