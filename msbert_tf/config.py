@@ -62,6 +62,9 @@ class ModelConfig:
     # `auto` follows the checkpoint's own config.json (`gelu` means the exact
     # erf form, FINDINGS 2); `exact` / `tanh` force one.
     gelu: str = "auto"
+    # Keep only the first N transformer layers of a pretrained backbone (the
+    # static smaller-model baseline); None keeps them all.
+    num_layers: Optional[int] = None
     strip_accents: bool = True
     head: str = "attention"
     head_dim: int = 128
@@ -113,6 +116,10 @@ class RunConfig:
     # compiles once per width). The exact EMD solver runs on the host and
     # turns it off for stage 2.
     jit_compile: bool = True
+    # Another run folder whose fine-tuned teacher stage 2 starts from (to
+    # compare heads and losses on one teacher); its data, backbone and
+    # teacher settings must equal this run's.
+    teacher_from: Optional[str] = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -154,6 +161,8 @@ class RunConfig:
                 raise UserInputError(f"{name} must be at least 1, got {value}.")
         if self.data.max_seq_length < 3:
             raise UserInputError("data.max_seq_length must leave room for [CLS] and [SEP]: use 3 or more.")
+        if self.model.num_layers is not None and self.model.num_layers < 1:
+            raise UserInputError(f"model.num_layers must be at least 1, got {self.model.num_layers}.")
         if self.distill.temperature <= 0:
             raise UserInputError(f"distill.temperature must be positive, got {self.distill.temperature}.")
         return self

@@ -39,6 +39,7 @@ flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev rows."
 flags.DEFINE_integer("seed", None, "Random seed.")
 flags.DEFINE_bool("jit_compile", None, "XLA for the train steps (--nojit_compile: off).")
 flags.DEFINE_integer("checkpoint_every_steps", None, "Save resumable state every N steps.")
+flags.DEFINE_string("teacher_from", None, "Reuse the fine-tuned teacher of this run folder.")
 
 # flag -> dotted config field it overrides.
 OVERRIDES = {
@@ -60,6 +61,7 @@ OVERRIDES = {
     "seed": "seed",
     "jit_compile": "jit_compile",
     "checkpoint_every_steps": "checkpoint_every_steps",
+    "teacher_from": "teacher_from",
 }
 
 

@@ -86,3 +86,22 @@ def test_a_run_folder_refuses_another_config(glue_dir, tmp_path):
     other.distill.loss = "kl"
     with pytest.raises(UserInputError, match="distill.loss: 'emd' there, 'kl' now"):
         _run(other, path)
+
+
+def test_teacher_from_reuses_another_runs_teacher(glue_dir, tmp_path):
+    first = _run(tiny_config(glue_dir), tmp_path / "first").classifier
+    other = tiny_config(glue_dir)
+    other.model.head = "mlp"
+    other.distill.loss = "kl"
+    other.teacher_from = str(tmp_path / "first")
+    second = _run(other, tmp_path / "second").classifier
+    for a, b in zip(_weights(first.backbone) + _weights(first.teacher_dense),
+                    _weights(second.backbone) + _weights(second.teacher_dense)):
+        np.testing.assert_array_equal(a, b)
+    stages = json.loads((tmp_path / "second" / "stages.json").read_text())
+    assert stages["teacher"]["copied_from"] == str(tmp_path / "first")
+    mismatched = tiny_config(glue_dir)
+    mismatched.teacher.learning_rate = 0.5
+    mismatched.teacher_from = str(tmp_path / "first")
+    with pytest.raises(UserInputError, match="other teacher"):
+        _run(mismatched, tmp_path / "third")

@@ -34,6 +34,16 @@ class EncodedSplit:
         return self.features["padding_mask"].sum(axis=1)
 
 
+@tf.function(reduce_retracing=True)
+def _encode_chunk(preprocessor, *segments):
+    # Graph mode: the tokenizer gives ragged tensors, not Python lists.
+    token_counts = tf.add_n([preprocessor.tokenizer(s).row_lengths() for s in segments])
+    packed = preprocessor(segments if len(segments) > 1 else segments[0])
+    # [CLS] and one [SEP] per segment.
+    too_long = token_counts + 1 + len(segments) > preprocessor.sequence_length
+    return packed, tf.reduce_sum(tf.cast(too_long, tf.int32))
+
+
 def encode(examples, preprocessor, name="split"):
     """Tokenizes and packs `examples` with a keras-hub preprocessor.
 
@@ -41,23 +51,13 @@ def encode(examples, preprocessor, name="split"):
     `truncate` strategy) and counted, so the log says how many lost words.
     """
     max_len = preprocessor.sequence_length
-
-    @tf.function
-    def encode_chunk(*segments):
-        # Graph mode: the tokenizer gives ragged tensors, not Python lists.
-        token_counts = tf.add_n([preprocessor.tokenizer(s).row_lengths() for s in segments])
-        packed = preprocessor(segments if len(segments) > 1 else segments[0])
-        # [CLS] and one [SEP] per segment.
-        overflow = tf.reduce_sum(tf.cast(token_counts + 1 + len(segments) > max_len, tf.int32))
-        return packed, overflow
-
     chunks = {key: [] for key in FEATURES}
     num_truncated = 0
     for start in range(0, len(examples), ENCODE_CHUNK):
         segments = [tf.constant(examples.text_a[start : start + ENCODE_CHUNK])]
         if examples.text_b is not None:
             segments.append(tf.constant(examples.text_b[start : start + ENCODE_CHUNK]))
-        packed, overflow = encode_chunk(*segments)
+        packed, overflow = _encode_chunk(preprocessor, *segments)
         num_truncated += int(overflow)
         for key in FEATURES:
             chunks[key].append(np.asarray(packed[key], dtype=np.int32))

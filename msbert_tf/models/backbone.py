@@ -51,7 +51,7 @@ def load_backbone(model_config, max_seq_length):
         size = model_config.random_backbone
         backbone = keras_hub.models.BertBackbone(
             vocabulary_size=tokenizer.vocabulary_size(),
-            num_layers=size.num_layers,
+            num_layers=model_config.num_layers or size.num_layers,
             num_heads=size.num_heads,
             hidden_dim=size.hidden_dim,
             intermediate_dim=size.intermediate_dim,
@@ -61,8 +61,9 @@ def load_backbone(model_config, max_seq_length):
         exact_gelu = model_config.gelu != "tanh"
     else:
         source = resolve_source(model_config.backbone)
+        kwargs = {} if model_config.num_layers is None else {"num_layers": model_config.num_layers}
         try:
-            backbone = keras_hub.models.BertBackbone.from_preset(source)
+            backbone = keras_hub.models.BertBackbone.from_preset(source, **kwargs)
             tokenizer = _tokenizer(source, model_config.strip_accents)
         except Exception as e:  # noqa: BLE001 - keras-hub raises many types here.
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__

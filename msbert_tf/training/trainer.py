@@ -21,6 +21,7 @@ import keras
 from absl import logging
 
 from msbert_tf.data import pipeline, readers, tasks
+from msbert_tf.errors import UserInputError
 from msbert_tf.losses.distill import DistillationLoss
 from msbert_tf.models.backbone import load_backbone
 from msbert_tf.models.classifier import MSBertClassifier
@@ -143,6 +144,42 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
     return meter.summary()
 
 
+# Settings that make two teachers the same; the heads and stage 2 may differ.
+TEACHER_FIELDS = ("data.task", "data.max_seq_length", "data.batch_size", "data.max_train_examples",
+                  "data.bucket_boundaries", "model.backbone", "model.gelu", "model.strip_accents",
+                  "model.dropout", "model.random_backbone", "teacher", "seed")
+
+
+def import_teacher(classifier, config, task):
+    """Copies backbone and C_T from `config.teacher_from`'s finished stage 1."""
+    source = run_dir_lib.RunDir(config.teacher_from)
+    source_config = source.load_config()
+    mine, theirs = config.to_dict(), source_config.to_dict()
+
+    def field(values, dotted):
+        for part in dotted.split("."):
+            values = values[part]
+        return values
+
+    differ = [f for f in TEACHER_FIELDS if field(mine, f) != field(theirs, f)]
+    if differ:
+        raise UserInputError(
+            f"teacher_from={config.teacher_from} was trained with other {', '.join(differ)}; "
+            "use the same data, backbone and teacher settings, or train a teacher here."
+        )
+    if not os.path.exists(source.teacher_weights):
+        raise UserInputError(f"teacher_from={config.teacher_from} has no finished teacher yet.")
+    donor, _ = build_classifier(source_config, task)
+    donor.load_weights(source.teacher_weights)
+    for mine_w, donor_w in zip(
+        classifier.backbone.weights + classifier.teacher_dense.weights,
+        donor.backbone.weights + donor.teacher_dense.weights,
+    ):
+        mine_w.assign(donor_w)
+    logging.info("teacher copied from %s.", source.teacher_weights)
+    return {**source.load_stages().get("teacher", {}), "copied_from": config.teacher_from}
+
+
 def train(config, output_dir, verbose="auto"):
     """Fine-tunes the teacher, then distils the exit heads; resumes where it stopped."""
     config.validate()
@@ -160,6 +197,10 @@ def train(config, output_dir, verbose="auto"):
     if os.path.exists(run.teacher_weights):
         classifier.load_weights(run.teacher_weights)
         logging.info("stage teacher was done before: loaded %s.", run.teacher_weights)
+    elif config.teacher_from:
+        stages["teacher"] = import_teacher(classifier, config, task)
+        run_dir_lib.save_weights_atomically(classifier, run.teacher_weights)
+        run.save_stages(stages)
     else:
         stages["teacher"] = fit_stage(
             "teacher", TeacherModel(classifier, config.teacher.train_token_embedding),
@@ -169,6 +210,10 @@ def train(config, output_dir, verbose="auto"):
         )
         run_dir_lib.save_weights_atomically(classifier, run.teacher_weights)
         run.save_stages(stages)
+    if config.distill.epochs == 0:
+        # Teacher only (e.g. the static smaller-model baseline): no heads trained.
+        run_dir_lib.save_weights_atomically(classifier, run.model_weights)
+        return TrainResult(classifier, preprocessor, task, dev_split, stages)
     distill_loss = DistillationLoss(
         config.distill,
         num_layers=classifier.num_layers,
