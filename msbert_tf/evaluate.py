@@ -7,11 +7,10 @@ Writes the report (JSON), a Markdown table and the trade-off plot next to it.
 """
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-from msbert_tf import eval_flags
+from msbert_tf import cli, eval_flags
 from msbert_tf.errors import UserInputError
 
 flags.DEFINE_string("run_dir", None, "A finished training run folder.")
@@ -23,41 +22,32 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from msbert_tf import report
     from msbert_tf.data import pipeline, readers
     from msbert_tf.inference.evaluation import evaluate
     from msbert_tf.inference.loading import load_run
 
-    try:
-        if not FLAGS.run_dir or not FLAGS.data_file:
-            raise UserInputError("--run_dir and --data_file are required.")
-        trained = load_run(FLAGS.run_dir)
-        if FLAGS.task and FLAGS.task != trained.task.name:
-            raise UserInputError(
-                f"--task={FLAGS.task} but {FLAGS.run_dir} was trained on {trained.task.name}."
-            )
-        examples = readers.read_glue_tsv(trained.task, FLAGS.data_file).take(FLAGS.max_examples)
-        split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(FLAGS.data_file))
-        rules = eval_flags.rules_from_flags(trained.classifier.num_layers, trained.task.num_labels)
-        result = evaluate(
-            trained.classifier, split, rules, FLAGS.max_drop,
-            batch_size=trained.config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
-        )
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not FLAGS.run_dir or not FLAGS.data_file:
+        raise UserInputError("--run_dir and --data_file are required.")
+    trained = load_run(FLAGS.run_dir)
+    if FLAGS.task and FLAGS.task != trained.task.name:
+        raise UserInputError(f"--task={FLAGS.task} but {FLAGS.run_dir} was trained on {trained.task.name}.")
+    examples = readers.read_glue_tsv(trained.task, FLAGS.data_file).take(FLAGS.max_examples)
+    split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(FLAGS.data_file))
+    rules = eval_flags.rules_from_flags(trained.classifier.num_layers, trained.task.num_labels)
+    result = evaluate(
+        trained.classifier, split, rules, FLAGS.max_drop,
+        batch_size=trained.config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
+    )
     output = FLAGS.output or os.path.join(FLAGS.run_dir, "eval", "report.json")
     folder, name = os.path.split(os.path.abspath(output))
     full = {"task": trained.task.name, "data_file": FLAGS.data_file, "examples": len(split), **result}
     report.write_report(folder, full, prefix=os.path.splitext(name)[0])
     print(report.markdown(full))
-    return 0
 
 
 def run():
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@ Without --speed, the run's chosen threshold (RUN/exit_threshold.json) is used.
 """
 
 import json
-import sys
 
-from absl import app, flags
+from absl import flags
 
+from msbert_tf import cli
 from msbert_tf.errors import UserInputError
 
 flags.DEFINE_string("run_dir", None, "A finished training run folder.")
@@ -25,31 +25,28 @@ def main(argv):
     from msbert_tf.inference.loading import load_run
     from msbert_tf.inference.predict import default_rule, predict_texts
 
-    try:
-        if not FLAGS.run_dir:
-            raise UserInputError("--run_dir is required.")
-        texts = list(argv[1:])
-        if FLAGS.input_file:
-            try:
-                with open(FLAGS.input_file, encoding="utf-8") as f:
-                    texts += [line.rstrip("\n") for line in f if line.strip()]
-            except (OSError, UnicodeDecodeError) as e:
-                raise UserInputError(f"cannot read --input_file {FLAGS.input_file}: {e}") from None
-        if not texts:
-            raise UserInputError("nothing to classify: pass texts as arguments or --input_file.")
-        trained = load_run(FLAGS.run_dir)
-        rule = default_rule(trained, FLAGS.speed, FLAGS.uncertainty, FLAGS.top_k)
-        results = predict_texts(trained, texts, rule)
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for text, result in zip(texts, results):
+    if not FLAGS.run_dir:
+        raise UserInputError("--run_dir is required.")
+    texts = list(argv[1:])
+    if FLAGS.input_file:
+        try:
+            with open(FLAGS.input_file, encoding="utf-8") as f:
+                texts += [line.rstrip("\n") for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserInputError(f"cannot read --input_file {FLAGS.input_file}: {e}") from None
+    if not texts:
+        raise UserInputError("nothing to classify: pass texts as arguments or --input_file.")
+    trained = load_run(FLAGS.run_dir)
+    rule = default_rule(trained, FLAGS.speed, FLAGS.uncertainty, FLAGS.top_k)
+    for text, result in zip(texts, predict_texts(trained, texts, rule)):
         print(json.dumps({"text": text, **result}))
-    return 0
+
+
+main.takes_arguments = True  # the texts to classify
 
 
 def run():
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ re-running with the same --output_dir resumes where the run stopped.
 
 import json
 import os
-import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from msbert_tf import eval_flags
+from msbert_tf import cli, eval_flags
 from msbert_tf.config import RunConfig
 from msbert_tf.errors import UserInputError
 
@@ -28,6 +27,7 @@ flags.DEFINE_string("head", None, "Exit head design: mlp or attention.")
 flags.DEFINE_string("distill_loss", None, "emd (MS-BERT), kl (FastBERT) or ce (DeeBERT-style).")
 flags.DEFINE_string("emd_solver", None, "sinkhorn (native TF) or exact (POT).")
 flags.DEFINE_string("emd_cost", None, "logits, hidden or both.")
+flags.DEFINE_string("layer_weights", None, "EMD layer weights: uniform or learned (BERT-EMD).")
 flags.DEFINE_float("teacher_epochs", None, "Stage-1 epochs (fractions allowed).")
 flags.DEFINE_float("distill_epochs", None, "Stage-2 epochs (fractions allowed).")
 flags.DEFINE_integer("batch_size", None, "Training batch size.")
@@ -50,6 +50,7 @@ OVERRIDES = {
     "distill_loss": "distill.loss",
     "emd_solver": "distill.emd_solver",
     "emd_cost": "distill.emd_cost",
+    "layer_weights": "distill.layer_weights",
     "teacher_epochs": "teacher.epochs",
     "distill_epochs": "distill.epochs",
     "batch_size": "data.batch_size",
@@ -78,8 +79,6 @@ def resolve_config(flag_values):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Imported here so that --help and flag errors do not pay for TensorFlow.
     from msbert_tf import report
     from msbert_tf.data.tasks import get_task
@@ -87,23 +86,19 @@ def main(argv):
     from msbert_tf.training.run_dir import write_atomically
     from msbert_tf.training.trainer import train
 
-    try:
-        if not FLAGS.output_dir:
-            raise UserInputError("--output_dir is required: the run folder to write (or resume).")
-        config = resolve_config(FLAGS)
-        start = time.time()
-        task = get_task(config.data.task)
-        # Bad thresholds fail now, not after an hour of training.
-        eval_flags.rules_from_flags(num_layers=2, num_labels=task.num_labels)
-        result = train(config, FLAGS.output_dir)
-        rules = eval_flags.rules_from_flags(result.classifier.num_layers, task.num_labels)
-        evaluation = evaluate(
-            result.classifier, result.dev_split, rules, FLAGS.max_drop,
-            batch_size=config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
-        )
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not FLAGS.output_dir:
+        raise UserInputError("--output_dir is required: the run folder to write (or resume).")
+    config = resolve_config(FLAGS)
+    start = time.time()
+    task = get_task(config.data.task)
+    # Bad thresholds fail now, not after an hour of training.
+    eval_flags.rules_from_flags(num_layers=2, num_labels=task.num_labels)
+    result = train(config, FLAGS.output_dir)
+    rules = eval_flags.rules_from_flags(result.classifier.num_layers, task.num_labels)
+    evaluation = evaluate(
+        result.classifier, result.dev_split, rules, FLAGS.max_drop,
+        batch_size=config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
+    )
     run_report = {
         "task": result.task.name,
         "examples": len(result.dev_split),
@@ -120,11 +115,10 @@ def main(argv):
         )
     logging.info("dev %s per exit: %s", evaluation["dev"]["metric"], evaluation["dev"]["exits"])
     print(report.markdown(run_report))
-    return 0
 
 
 def run():
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main)
 
 
 if __name__ == "__main__":

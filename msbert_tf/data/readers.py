@@ -52,15 +52,21 @@ def read_split(task, split, data_dir=None):
     if data_dir is None:
         return read_tfds(task, split)
     file_name = {"train": task.train_file, "dev": task.dev_file}[split]
-    return read_glue_tsv(task, os.path.join(data_dir, task.glue_dir, file_name))
+    path = os.path.join(data_dir, task.glue_dir, file_name)
+    if not os.path.isfile(path):
+        raise UserInputError(
+            f"{task.name} {file_name} not found at {path}: pass "
+            f"--data_dir=<folder holding {task.glue_dir}/> in GLUE layout, "
+            "or leave --data_dir out to read TFDS."
+        )
+    return read_glue_tsv(task, path)
 
 
 def read_glue_tsv(task, path):
     if not os.path.isfile(path):
         raise UserInputError(
-            f"{task.name} {os.path.basename(path)} not found at {path}: pass "
-            f"--data_dir=<folder holding {task.glue_dir}/> in GLUE layout, "
-            "or leave --data_dir out to read TFDS."
+            f"{path} does not exist: give a {task.name} file in GLUE layout "
+            f"(tab-separated, header with {task.text_column!r} and {task.label_column!r})."
         )
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
