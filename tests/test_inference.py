@@ -147,3 +147,16 @@ def test_layer_flops_agree_with_tensorflow_profiler():
     # The profiler counts biases, softmax and norms but not the attention
     # einsums; ours the reverse. Both are dominated by the same products.
     assert profiled == pytest.approx(flops.layer_flops(length, hidden, intermediate), rel=0.02)
+
+
+def test_wall_clock_times_both_paths(tiny_classifier):
+    from msbert_tf.data import pipeline
+    from msbert_tf.data.readers import Examples
+    from msbert_tf.inference.sweep import WallClock
+
+    classifier, preprocessor = tiny_classifier
+    texts = ["good film", "a long and dull plot", "fun"] * 4
+    split = pipeline.encode(Examples(text_a=texts, labels=np.zeros(len(texts), np.int32)), preprocessor)
+    clock = WallClock(classifier, split, batch_size=4)
+    assert len(clock.batches) == 3 and clock.teacher_seconds > 0
+    assert clock.speedup(ExitRule("entropy", 1.0)) > 0

@@ -5,7 +5,7 @@ the threshold sweep with FLOPs and wall-clock speed-ups, and the chosen speed.
 import numpy as np
 
 from msbert_tf.inference.exit_metrics import exit_metrics
-from msbert_tf.inference.sweep import choose_speed, sweep, wall_clock
+from msbert_tf.inference.sweep import WallClock, choose_speed, sweep
 from msbert_tf.inference.uncertainty import ExitRule
 
 DEFAULT_SPEEDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
@@ -26,16 +26,10 @@ def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=
     """
     per_exit = exit_metrics(classifier, split, batch_size)
     points = sweep(classifier, split, rules, batch_size)
-    for rule, point in zip(rules, points):
-        if not timing_examples:
-            break  # wall clock not asked for
-        for timing_batch in (1, 32):
-            seconds = wall_clock(
-                classifier, split, rule, timing_batch,
-                max_examples=timing_examples if timing_batch == 1 else None,
-            )
-            point[f"wall_clock_speedup_batch{timing_batch}"] = round(
-                seconds["teacher"] / seconds["adaptive"], 3
-            )
+    if timing_examples:
+        for timing_batch, limit in ((1, timing_examples), (32, None)):
+            clock = WallClock(classifier, split, timing_batch, max_examples=limit)
+            for rule, point in zip(rules, points):
+                point[f"wall_clock_speedup_batch{timing_batch}"] = round(clock.speedup(rule), 3)
     chosen = choose_speed(points, per_exit["teacher"], max_drop)
     return {"dev": per_exit, "sweep": points, "max_drop": max_drop, "chosen": chosen}
