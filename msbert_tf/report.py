@@ -6,6 +6,10 @@ import os
 from msbert_tf.training.run_dir import write_atomically
 
 
+def _times(value):
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def _sweep_table(points):
     lines = [
         "| rule | speed / patience | accuracy | mean exit layer | FLOPs speed-up | wall-clock speed-up b1 | b32 |",
@@ -16,8 +20,8 @@ def _sweep_table(points):
         rule = f"topk (K={p['top_k']})" if p["uncertainty"] == "topk" else p["uncertainty"]
         lines.append(
             f"| {rule} | {knob} | {p['metric']:.2f} | {p['mean_exit_layer']:.2f} | "
-            f"{p['flops_speedup']:.2f}x | {p.get('wall_clock_speedup_batch1', float('nan')):.2f}x | "
-            f"{p.get('wall_clock_speedup_batch32', float('nan')):.2f}x |"
+            f"{p['flops_speedup']:.2f}x | {_times(p.get('wall_clock_speedup_batch1'))} | "
+            f"{_times(p.get('wall_clock_speedup_batch32'))} |"
         )
     return lines
 
