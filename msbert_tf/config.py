@@ -161,6 +161,30 @@ class RunConfig:
                 raise UserInputError(f"{name} must be at least 1, got {value}.")
         if self.data.max_seq_length < 3:
             raise UserInputError("data.max_seq_length must leave room for [CLS] and [SEP]: use 3 or more.")
+        d, m = self.data, self.model
+        checks = (
+            ("data.max_train_examples", d.max_train_examples, d.max_train_examples is None or d.max_train_examples >= 1, "None or at least 1"),
+            ("data.max_eval_examples", d.max_eval_examples, d.max_eval_examples is None or d.max_eval_examples >= 1, "None or at least 1"),
+            ("data.shuffle_buffer", d.shuffle_buffer, d.shuffle_buffer >= 1, "at least 1"),
+            ("data.bucket_boundaries", d.bucket_boundaries,
+             all(b > 0 for b in d.bucket_boundaries) and list(d.bucket_boundaries) == sorted(set(d.bucket_boundaries)),
+             "positive and strictly increasing"),
+            ("model.head_dim", m.head_dim, m.head_dim >= 1 and m.head_dim % m.head_num_heads == 0,
+             f"a positive multiple of model.head_num_heads ({m.head_num_heads})"),
+            ("teacher.epochs", self.teacher.epochs, self.teacher.epochs > 0, "positive"),
+            ("distill.epochs", self.distill.epochs, self.distill.epochs >= 0, "0 (teacher only) or more"),
+            ("teacher.learning_rate", self.teacher.learning_rate, self.teacher.learning_rate > 0, "positive"),
+            ("distill.learning_rate", self.distill.learning_rate, self.distill.learning_rate > 0, "positive"),
+            ("teacher.warmup_ratio", self.teacher.warmup_ratio, 0 <= self.teacher.warmup_ratio <= 1, "in [0, 1]"),
+            ("distill.warmup_ratio", self.distill.warmup_ratio, 0 <= self.distill.warmup_ratio <= 1, "in [0, 1]"),
+            ("distill.sinkhorn_epsilon", self.distill.sinkhorn_epsilon, self.distill.sinkhorn_epsilon > 0, "positive"),
+            ("distill.sinkhorn_iterations", self.distill.sinkhorn_iterations, self.distill.sinkhorn_iterations >= 1, "at least 1"),
+            ("distill.layer_weight_temperature", self.distill.layer_weight_temperature,
+             self.distill.layer_weight_temperature > 0, "positive"),
+        )
+        for name, value, ok, wanted in checks:
+            if not ok:
+                raise UserInputError(f"{name} must be {wanted}, got {value!r}.")
         if self.model.num_layers is not None and self.model.num_layers < 1:
             raise UserInputError(f"model.num_layers must be at least 1, got {self.model.num_layers}.")
         if self.distill.temperature <= 0:

@@ -105,3 +105,14 @@ def test_teacher_from_reuses_another_runs_teacher(glue_dir, tmp_path):
     mismatched.teacher_from = str(tmp_path / "first")
     with pytest.raises(UserInputError, match="other teacher"):
         _run(mismatched, tmp_path / "third")
+
+
+def test_a_launch_that_trained_nothing_does_not_bind_the_folder(glue_dir, tmp_path):
+    from msbert_tf.training.run_dir import RunDir
+
+    run = RunDir(str(tmp_path / "run"))
+    run.claim(tiny_config(glue_dir))  # e.g. then failed on a bad data file
+    other = tiny_config(glue_dir)
+    other.distill.loss = "kl"
+    run.claim(other)
+    assert '"loss": "kl"' in (tmp_path / "run" / "config.json").read_text()

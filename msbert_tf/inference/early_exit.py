@@ -19,8 +19,6 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from msbert_tf.inference.uncertainty import ExitRule
-
 
 @dataclasses.dataclass
 class ExitResult:
@@ -51,7 +49,9 @@ def simulate(exit_probs, rule):
     """Exit decisions from every exit's probabilities (B x L x N)."""
     exit_probs = np.asarray(exit_probs)
     batch, num_layers, _ = exit_probs.shape
-    if rule.kind == "patience":
+    if num_layers == 1:
+        exits = np.zeros(batch, int)
+    elif rule.kind == "patience":
         exits = _patience_exits(exit_probs.argmax(-1), rule.patience)
     else:
         sure = rule.uncertainty(exit_probs[:, :-1]) <= rule.speed

@@ -121,14 +121,17 @@ class DistillationLoss(keras.layers.Layer):
     def _update_masses(self, cost, plan):
         """BERT-EMD's cost attention: piles that transport cheaply gain mass.
 
-        Each pile's cost per unit of mass, `sum F C / w`, is turned into new
-        weights by `softmax(1 / (cost per mass) / T)`.
+        Each pile's cost per unit of mass, `sum F C / w`, is inverted and
+        normalised to sum to 1 before the temperature softmax, so the update
+        does not depend on the scale of the costs (raw inverses of small KL
+        costs would put all mass on one pile).
         """
         moved = plan * cost
         t = self.config.layer_weight_temperature
         for mass, axis in ((self.student_mass, 1), (self.teacher_mass, 0)):
             unit_cost = tf.reduce_sum(moved, axis=axis) / tf.maximum(mass, 1e-12)
-            mass.assign(tf.nn.softmax(1.0 / tf.maximum(unit_cost, 1e-12) / t))
+            inverse = 1.0 / tf.maximum(unit_cost, 1e-12)
+            mass.assign(tf.nn.softmax(inverse / tf.reduce_sum(inverse) / t))
 
     def get_config(self):
         config = super().get_config()

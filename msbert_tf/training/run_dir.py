@@ -56,7 +56,12 @@ class RunDir:
         """Writes `config` into a new folder, or checks it against the folder's."""
         os.makedirs(self.path, exist_ok=True)
         path = self.file("config.json")
-        if os.path.exists(path):
+        # A launch that failed before training anything does not bind the folder.
+        started = any(
+            os.path.exists(p)
+            for p in (self.teacher_weights, self.model_weights, self.file("checkpoints"), self.file("stages.json"))
+        )
+        if os.path.exists(path) and started:
             with open(path) as f:
                 saved = _flatten(json.load(f))
             current = _flatten(config.to_dict())

@@ -15,6 +15,7 @@ result.classifier  # teacher + trained exit heads
 import dataclasses
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -135,7 +136,11 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
         epochs=chunks,
         steps_per_epoch=steps_per_chunk,
         callbacks=[
-            keras.callbacks.BackupAndRestore(run.checkpoint_dir(name), double_checkpoint=True),
+            # Kept until the stage's weights are saved (the caller removes it):
+            # a kill between the two must not lose the stage.
+            keras.callbacks.BackupAndRestore(
+                run.checkpoint_dir(name), double_checkpoint=True, delete_checkpoint=False
+            ),
             keras.callbacks.TensorBoard(run.log_dir(name)),
             meter,
         ],
@@ -146,8 +151,9 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
 
 # Settings that make two teachers the same; the heads and stage 2 may differ.
 TEACHER_FIELDS = ("data.task", "data.max_seq_length", "data.batch_size", "data.max_train_examples",
-                  "data.bucket_boundaries", "model.backbone", "model.gelu", "model.strip_accents",
-                  "model.dropout", "model.random_backbone", "teacher", "seed")
+                  "data.bucket_boundaries", "data.shuffle_buffer", "model.backbone", "model.gelu",
+                  "model.num_layers", "model.strip_accents", "model.dropout", "model.random_backbone",
+                  "teacher", "seed", "checkpoint_every_steps")
 
 
 def import_teacher(classifier, config, task):
@@ -174,6 +180,7 @@ def import_teacher(classifier, config, task):
     for mine_w, donor_w in zip(
         classifier.backbone.weights + classifier.teacher_dense.weights,
         donor.backbone.weights + donor.teacher_dense.weights,
+        strict=True,
     ):
         mine_w.assign(donor_w)
     logging.info("teacher copied from %s.", source.teacher_weights)
@@ -210,6 +217,12 @@ def train(config, output_dir, verbose="auto"):
         )
         run_dir_lib.save_weights_atomically(classifier, run.teacher_weights)
         run.save_stages(stages)
+        shutil.rmtree(run.checkpoint_dir("teacher"), ignore_errors=True)
+    if classifier.num_layers < 2 and config.distill.epochs > 0:
+        raise UserInputError(
+            "exit heads need a backbone of at least 2 layers; set distill.epochs=0 to train "
+            "a one-layer teacher alone."
+        )
     if config.distill.epochs == 0:
         # Teacher only (e.g. the static smaller-model baseline): no heads trained.
         run_dir_lib.save_weights_atomically(classifier, run.model_weights)
@@ -227,4 +240,5 @@ def train(config, output_dir, verbose="auto"):
     )
     run_dir_lib.save_weights_atomically(classifier, run.model_weights)
     run.save_stages(stages)
+    shutil.rmtree(run.checkpoint_dir("distill"), ignore_errors=True)
     return TrainResult(classifier, preprocessor, task, dev_split, stages)
