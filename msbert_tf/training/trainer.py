@@ -127,9 +127,10 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
         optimizer=_optimizer(stage_config, chunks * steps_per_chunk),
         loss=loss, metrics=metrics, jit_compile=jit_compile,
     )
-    # Variables must exist before BackupAndRestore loads into them.
-    first_batch = next(iter(dataset))[0]
-    model(first_batch)
+    # Variables must exist before BackupAndRestore loads into them. Built
+    # from the arrays, not from `dataset`: a second iterator's prefetching
+    # would advance the shared reshuffle seed and change fit's data order.
+    model({key: value[:batch_size] for key, value in split.features.items()})
     meter = ThroughputMeter(batch_size)
     model.fit(
         dataset,
