@@ -86,3 +86,8 @@ def test_predict_cli_prints_json_lines(trained, tmp_path):
     lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
     assert [line["text"] for line in lines] == ["a gripping film", "dull"]
     assert lines == [dict(text=t, **r) for t, r in zip(["a gripping film", "dull"], model.predict(["a gripping film", "dull"], speed=0.4))]
+
+
+def test_top_k_zero_is_refused_not_replaced(trained):
+    with pytest.raises(UserInputError, match="top_k must be between 2"):
+        trained[0].predict(["fine"], speed=0.2, uncertainty="topk", top_k=0)

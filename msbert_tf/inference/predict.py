@@ -29,13 +29,13 @@ def default_rule(trained, speed=None, uncertainty=None, top_k=None):
     rule = ExitRule(
         kind=uncertainty or chosen.get("uncertainty") or "entropy",
         speed=chosen.get("speed", 0.0) if speed is None else speed,
-        top_k=top_k or chosen.get("top_k") or 2,
+        top_k=top_k if top_k is not None else (chosen.get("top_k") or 2),
         patience=chosen.get("patience") or 2,
     )
     return rule.validate(trained.classifier.num_labels)
 
 
-def predict_texts(trained, texts, rule, batch_size=32, text_pairs=None):
+def predict_texts(trained, texts, rule, batch_size=32):
     rule.validate(trained.classifier.num_labels)
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
@@ -43,7 +43,6 @@ def predict_texts(trained, texts, rule, batch_size=32, text_pairs=None):
     examples = Examples(
         text_a=[t.strip() for t in texts],
         labels=np.zeros(len(texts), np.int32),
-        text_b=text_pairs,
     )
     split = pipeline.encode(examples, trained.preprocessor, name="input")
     predictor = EarlyExitPredictor(trained.classifier)

@@ -20,11 +20,7 @@ import tensorflow as tf
 from msbert_tf.data import pipeline
 from msbert_tf.inference import flops
 from msbert_tf.inference.early_exit import EarlyExitPredictor, simulate
-from msbert_tf.inference.exit_metrics import exit_logits
-
-
-def accuracy(labels, predictions):
-    return round(100.0 * float(np.mean(labels == predictions)), 2)
+from msbert_tf.inference.exit_metrics import accuracy, exit_logits
 
 
 def flops_speedup(exit_layers, lengths, spec):
