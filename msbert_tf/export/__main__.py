@@ -1,0 +1,42 @@
+"""Export a trained run for phones (per-stage LiteRT) and servers (SavedModel).
+
+    python -m msbert_tf.export --run_dir=runs/sst2 --output_dir=runs/sst2/export \
+        --formats=tflite,saved_model --quantize=none,dynamic,float16
+
+The bundle format and the app-side loop: export/README.md.
+"""
+
+from absl import flags
+
+from msbert_tf import cli
+from msbert_tf.errors import UserInputError
+
+flags.DEFINE_string("run_dir", None, "A finished training run folder.")
+flags.DEFINE_string("output_dir", None, "Where the bundles go (default RUN/export).")
+flags.DEFINE_list("formats", ["tflite", "saved_model"], "tflite and/or saved_model.")
+flags.DEFINE_list("quantize", ["none"], "LiteRT variants: none, dynamic (int8 weights), float16.")
+flags.DEFINE_integer("max_seq_length", None, "Tokenizer max length (default: the run's).")
+flags.DEFINE_float("speed", None, "Default exit threshold (default: the run's chosen one).")
+flags.DEFINE_string("uncertainty", None, "entropy or topk (default: the run's).")
+flags.DEFINE_integer("top_k", None, "K of the top-K rule.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    import os
+
+    from msbert_tf.export.bundle import export_run
+    from msbert_tf.inference.loading import load_run
+    from msbert_tf.inference.predict import default_rule
+
+    if not FLAGS.run_dir:
+        raise UserInputError("--run_dir is required.")
+    trained = load_run(FLAGS.run_dir)
+    rule = default_rule(trained, FLAGS.speed, FLAGS.uncertainty, FLAGS.top_k)
+    output_dir = FLAGS.output_dir or os.path.join(FLAGS.run_dir, "export")
+    for path in export_run(trained, output_dir, FLAGS.formats, FLAGS.quantize, FLAGS.max_seq_length, rule):
+        print(path)
+
+
+if __name__ == "__main__":
+    cli.run(main)

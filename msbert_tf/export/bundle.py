@@ -1,0 +1,158 @@
+"""Writes the deployment bundle of a trained run.
+
+```
+OUT/tflite_<quantize>/          one self-contained on-device bundle per mode
+    manifest.json               stages, tensors, labels, exit rule, tokenizer, sha256s
+    vocab.txt                   the WordPiece vocabulary, one token per line
+    stage_1.tflite ... stage_L.tflite
+OUT/saved_model/                TF Serving (raw strings in; see serving.py)
+```
+
+```python
+trained = load_run("runs/sst2")
+export_run(trained, "runs/sst2/export", quantize=("none", "dynamic"))
+```
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+from absl import logging
+
+from msbert_tf.errors import UserInputError
+from msbert_tf.export import litert, serving, stages
+from msbert_tf.inference.early_exit import EarlyExitPredictor
+from msbert_tf.inference.predict import default_rule
+from msbert_tf.training.run_dir import write_atomically
+
+FORMATS = ("tflite", "saved_model")
+MANIFEST = "manifest.json"
+VOCABULARY = "vocab.txt"
+BUNDLE_VERSION = 1
+# A float32 stage chain must reproduce Keras this closely (checked at export).
+FLOAT_TOLERANCE = 1e-4
+_PROBE = "exporting checks that this sentence gives the same answer on both sides."
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_request(trained, formats, quantize, max_seq_length, rule):
+    for name in formats:
+        if name not in FORMATS:
+            raise UserInputError(f"unknown export format {name!r}: choose from {', '.join(FORMATS)}.")
+    for mode in quantize:
+        litert.check_quantize(mode)
+    limit = trained.classifier.backbone.max_sequence_length
+    if not 2 < max_seq_length <= limit:
+        raise UserInputError(
+            f"max_seq_length={max_seq_length} is outside what the model takes (3 to {limit}): "
+            "lower --max_seq_length."
+        )
+    if rule.kind == "patience":
+        raise UserInputError(
+            "exported models decide by entropy or topk; the patience rule is evaluation-only: "
+            "pass --uncertainty=entropy or topk."
+        )
+
+
+def _tensor_specs(details):
+    return {
+        name: {"shape": [int(d) for d in detail["shape_signature"]], "dtype": np.dtype(detail["dtype"]).name}
+        for name, detail in sorted(details.items())
+    }
+
+
+def _tokenizer_settings(tokenizer, max_seq_length):
+    return {
+        "vocabulary": VOCABULARY,
+        "lowercase": bool(tokenizer.lowercase),
+        "strip_accents": bool(tokenizer.strip_accents),
+        "max_seq_length": int(max_seq_length),
+        "cls_token_id": int(tokenizer.cls_token_id),
+        "sep_token_id": int(tokenizer.sep_token_id),
+        "pad_token_id": int(tokenizer.pad_token_id),
+        "unk_token_id": int(tokenizer.token_to_id("[UNK]")),
+    }
+
+
+def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
+    os.makedirs(path, exist_ok=True)
+    tokenizer = trained.preprocessor.tokenizer
+    with open(os.path.join(path, VOCABULARY), "w", encoding="utf-8") as f:
+        f.write("".join(f"{token}\n" for token in tokenizer.get_vocabulary()))
+    stage_entries = []
+    for index, model in enumerate(stages.stage_models(trained.classifier)):
+        name = f"stage_{index + 1}.tflite"
+        file = litert.write_litert(model, os.path.join(path, name), quantize)
+        runner = litert.interpreter(file).get_signature_runner()
+        stage_entries.append({
+            "file": name,
+            "inputs": _tensor_specs(runner.get_input_details()),
+            "outputs": _tensor_specs(runner.get_output_details()),
+        })
+    manifest = {
+        "format": "msbert-tf litert bundle",
+        "version": BUNDLE_VERSION,
+        "task": trained.task.name,
+        "labels": list(trained.task.label_names),
+        "quantize": quantize,
+        "num_layers": trained.classifier.num_layers,
+        "hidden_dim": trained.classifier.backbone.hidden_dim,
+        "exit_rule": {"uncertainty": rule.kind, "top_k": rule.top_k, "threshold": rule.speed},
+        "tokenizer": _tokenizer_settings(tokenizer, max_seq_length),
+        "stages": stage_entries,
+        "sha256": {
+            name: sha256(os.path.join(path, name))
+            for name in [VOCABULARY] + [entry["file"] for entry in stage_entries]
+        },
+    }
+    write_atomically(os.path.join(path, MANIFEST), json.dumps(manifest, indent=2))
+    _self_check(trained, path, quantize)
+    return path
+
+
+def _self_check(trained, path, quantize):
+    """Runs the whole chain once and compares it with Keras (FINDINGS 5: NaN traps)."""
+    from msbert_tf.export.runner import LiteRTRunner
+    from msbert_tf.inference.uncertainty import ExitRule
+
+    runner = LiteRTRunner(path)
+    ids = runner.encode(_PROBE)
+    full = ExitRule("entropy", speed=0.0)
+    got = runner.classify_ids(ids, threshold=0.0)["probabilities"]
+    want = EarlyExitPredictor(trained.classifier).predict(ids, full).probs[0]
+    diff = float(np.max(np.abs(np.asarray(got) - want)))
+    if not np.all(np.isfinite(got)) or (quantize == "none" and diff > FLOAT_TOLERANCE):
+        raise RuntimeError(f"{path}: the exported chain gives {got}, Keras {want.tolist()}.")
+    logging.info("%s: teacher probabilities within %.2e of Keras on a probe sentence.", path, diff)
+
+
+def export_run(trained, output_dir, formats=FORMATS, quantize=("none",), max_seq_length=None, rule=None):
+    """Writes the requested bundles; returns their paths."""
+    import keras_hub
+
+    max_seq_length = max_seq_length or trained.config.data.max_seq_length
+    rule = rule or default_rule(trained)
+    _check_request(trained, formats, quantize, max_seq_length, rule)
+    paths = []
+    if "tflite" in formats:
+        for mode in quantize:
+            path = os.path.join(output_dir, f"tflite_{mode}")
+            paths.append(write_litert_bundle(trained, path, mode, max_seq_length, rule))
+    if "saved_model" in formats:
+        preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+            trained.preprocessor.tokenizer, sequence_length=max_seq_length
+        )
+        path = os.path.join(output_dir, "saved_model")
+        paths.append(serving.write_saved_model(
+            trained.classifier, preprocessor, trained.task.label_names, rule, path
+        ))
+    return paths

@@ -1,0 +1,167 @@
+"""Export: per-stage LiteRT chain and SavedModel, compared number by number with Keras."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from msbert_tf import MSBert
+from msbert_tf.errors import UserInputError
+from msbert_tf.export.bundle import MANIFEST, export_run
+from msbert_tf.export.runner import LiteRTRunner
+from msbert_tf.inference.early_exit import EarlyExitPredictor
+from msbert_tf.inference.loading import load_run
+from msbert_tf.inference.uncertainty import ExitRule
+from tests.conftest import GLUE_DIR, tiny_config
+
+THRESHOLDS = (0.0, 0.2, 0.5, 0.8, 0.95, 1.0)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from msbert_tf.data.readers import read_split
+    from msbert_tf.data.tasks import get_task
+
+    config = tiny_config(GLUE_DIR)
+    config.jit_compile = False
+    config.model.random_backbone.num_layers = 3
+    run_dir = str(tmp_path_factory.mktemp("run"))
+    MSBert(run_dir, config=config).fit(verbose=0)
+    trained = load_run(run_dir)
+    out = str(tmp_path_factory.mktemp("export"))
+    export_run(trained, out, quantize=("none", "dynamic", "float16"), rule=ExitRule("entropy", 0.5))
+    dev = read_split(get_task("sst2"), "dev", GLUE_DIR).take(40)
+    return trained, out, dev
+
+
+def test_float_chain_matches_keras_across_thresholds(exported):
+    trained, out, dev = exported
+    runner = LiteRTRunner(os.path.join(out, "tflite_none"))
+    predictor = EarlyExitPredictor(trained.classifier)
+    seen_layers = set()
+    for text in dev.text_a:
+        ids = runner.encode(text)
+        # The same ids the training pipeline makes, unpadded.
+        keras_ids = {k: np.asarray(v)[:, : ids["token_ids"].shape[1]] for k, v in trained.preprocessor([text]).items()}
+        np.testing.assert_array_equal(ids["token_ids"], keras_ids["token_ids"])
+        for threshold in THRESHOLDS:
+            got = runner.classify_ids(ids, threshold)
+            want = predictor.predict(ids, ExitRule("entropy", threshold))
+            assert got["exit_layer"] == want.exit_layers[0]
+            assert got["label_id"] == want.labels[0]
+            np.testing.assert_allclose(got["probabilities"], want.probs[0], atol=1e-4)
+            seen_layers.add(got["exit_layer"])
+    assert len(seen_layers) > 1  # the sweep really exits at different layers
+
+
+def test_quantized_bundles_are_smaller_and_agree_mostly(exported):
+    trained, out, dev = exported
+
+    def size(name):
+        folder = os.path.join(out, name)
+        return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".tflite"))
+
+    assert size("tflite_dynamic") < 0.45 * size("tflite_none")
+    assert size("tflite_float16") < 0.65 * size("tflite_none")
+    full = LiteRTRunner(os.path.join(out, "tflite_none"))
+    for name in ("tflite_dynamic", "tflite_float16"):
+        runner = LiteRTRunner(os.path.join(out, name))
+        same = [runner.classify(t, 0.0)["label_id"] == full.classify(t, 0.0)["label_id"] for t in dev.text_a]
+        assert np.mean(same) >= 0.8, name
+
+
+def test_manifest_describes_the_chain(exported):
+    trained, out, _ = exported
+    with open(os.path.join(out, "tflite_none", MANIFEST)) as f:
+        manifest = json.load(f)
+    assert [s["file"] for s in manifest["stages"]] == ["stage_1.tflite", "stage_2.tflite", "stage_3.tflite"]
+    assert set(manifest["stages"][0]["inputs"]) == {"token_ids", "segment_ids", "padding_mask"}
+    assert set(manifest["stages"][1]["inputs"]) == {"hidden_in", "padding_mask"}
+    assert set(manifest["stages"][2]["outputs"]) == {"probabilities"}
+    assert manifest["stages"][1]["inputs"]["hidden_in"]["shape"] == [-1, -1, trained.classifier.backbone.hidden_dim]
+    assert manifest["exit_rule"] == {"uncertainty": "entropy", "top_k": 2, "threshold": 0.5}
+    assert manifest["tokenizer"]["strip_accents"] is True
+
+
+def test_runner_rejects_a_damaged_bundle(exported, tmp_path):
+    import shutil
+
+    _, out, _ = exported
+    copy = tmp_path / "bundle"
+    shutil.copytree(os.path.join(out, "tflite_none"), copy)
+    with open(copy / "stage_2.tflite", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\0\1\2\3")
+    with pytest.raises(UserInputError, match="stage_2.tflite .*checksum"):
+        LiteRTRunner(str(copy))
+
+
+def test_saved_model_in_a_fresh_process_equals_the_python_predictor(exported):
+    from msbert_tf.inference.predict import predict_texts
+
+    trained, out, dev = exported
+    texts = list(dev.text_a[:16])
+    code = (
+        "import json, sys, tensorflow as tf, tensorflow_text\n"
+        f"m = tf.saved_model.load({os.path.join(out, 'saved_model')!r})\n"
+        "texts = json.loads(sys.stdin.read())\n"
+        "res = {}\n"
+        "for t in (0.0, 0.5, 0.9):\n"
+        "    o = m.signatures['classify'](text=tf.constant(texts), threshold=tf.constant(t, tf.float64))\n"
+        "    res[t] = {k: v.numpy().tolist() for k, v in o.items() if k != 'label'}\n"
+        "o = m.signatures['serving_default'](text=tf.constant(texts))\n"
+        "res['default'] = o['exit_layer'].numpy().tolist()\n"
+        "print(json.dumps({'modules': sorted(k for k in sys.modules if k.split('.')[0] in ('keras_hub', 'msbert_tf')), 'res': res}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    # Only tensorflow and tensorflow_text were needed (tensorflow itself imports keras).
+    assert got["modules"] == []
+    for t in ("0.0", "0.5", "0.9"):
+        want = predict_texts(trained, texts, ExitRule("entropy", float(t)))
+        assert got["res"][t]["exit_layer"] == [w["exit_layer"] for w in want]
+        assert got["res"][t]["label_id"] == [int(w["label"]) for w in want]
+        np.testing.assert_allclose(got["res"][t]["probabilities"], [w["probabilities"] for w in want], atol=1e-5)
+    assert got["res"]["default"] == got["res"]["0.5"]["exit_layer"]
+
+
+def test_saved_model_cli_lists_the_signatures(exported):
+    _, out, _ = exported
+    done = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all", "--dir", os.path.join(out, "saved_model")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("serving_default", "classify", "classify_ids"):
+        assert f"signature_def['{name}']" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"quantize": ("int4",)}, "unknown quantization 'int4'"),
+        ({"max_seq_length": 100000}, "max_seq_length=100000 is outside"),
+        ({"formats": ("onnx",)}, "unknown export format 'onnx'"),
+        ({"rule": ExitRule("patience")}, "patience rule is evaluation-only"),
+    ],
+)
+def test_bad_export_requests(exported, tmp_path, kwargs, message):
+    trained, _, _ = exported
+    with pytest.raises(UserInputError, match=message):
+        export_run(trained, str(tmp_path / "out"), **kwargs)
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_export_cli_refuses_a_run_without_heads(tmp_path):
+    os.makedirs(tmp_path / "run")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(tiny_config(GLUE_DIR).to_dict()))
+    done = subprocess.run(
+        [sys.executable, "-m", "msbert_tf.export", f"--run_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2
+    assert "has no trained exit heads" in done.stderr
