@@ -1,0 +1,154 @@
+"""Exports a trained run and measures the bundles on SST-2 dev: parity, size, accuracy, latency.
+
+    python benchmarks/export_sst2.py --run_dir=runs/sst2 --output_dir=runs/sst2/export_bench \
+        --data_dir=../shared/data/glue [--speed=0.8]
+
+- parity: the float32 stage chain against the Keras model on every dev
+  sentence (tokenised by the bundle's own vocabulary), over a threshold sweep:
+  largest probability difference, exit layers and labels that differ;
+- each LiteRT variant: size, agreement of exit layers and labels with the
+  float32 chain, dev accuracy at the default threshold and with all layers;
+- batch-1 latency on 1 and 2 threads: the stage chain at the default
+  threshold against one full-teacher graph, float32 and int8;
+- the SavedModel at batch 1 and 32, at the default threshold and with all layers.
+Prints a Markdown table and writes export_bench.json into --output_dir.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+from absl import app, flags
+
+from msbert_tf.data import readers
+from msbert_tf.export import litert, stages
+from msbert_tf.export.bundle import export_run
+from msbert_tf.export.runner import LiteRTRunner
+from msbert_tf.inference.early_exit import simulate
+from msbert_tf.inference.exit_metrics import accuracy, exit_logits
+from msbert_tf.inference.loading import load_run
+from msbert_tf.inference.predict import default_rule
+from msbert_tf.inference.uncertainty import ExitRule
+from msbert_tf.training.run_dir import write_atomically
+
+flags.DEFINE_string("run_dir", None, "A finished training run.")
+flags.DEFINE_string("output_dir", None, "Where the bundles and the results go.")
+flags.DEFINE_string("data_dir", None, "GLUE-layout folder with SST-2/dev.tsv.")
+flags.DEFINE_float("speed", None, "Default threshold (default: the run's chosen one).")
+flags.DEFINE_list("quantize", ["none", "dynamic", "float16"], "Variants to build.")
+flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts to time.")
+flags.DEFINE_integer("max_examples", None, "Use only the first N dev rows.")
+FLAGS = flags.FLAGS
+
+SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def chain_exit_probs(runner, encoded):
+    """E x L x N probabilities of every stage of the LiteRT chain, one example at a time."""
+    rows = []
+    for ids in encoded:
+        feed, probs = dict(ids), []
+        for stage in runner.stages:
+            out = stage(**feed)
+            probs.append(out["probabilities"][0])
+            if "hidden" in out:
+                feed = {"hidden_in": out["hidden"], "padding_mask": ids["padding_mask"]}
+        rows.append(probs)
+    return np.asarray(rows)
+
+
+def per_example_ms(run, encoded):
+    for ids in encoded[:20]:  # warm-up: allocation, delegate set-up
+        run(ids)
+    start = time.perf_counter()
+    for ids in encoded:
+        run(ids)
+    return 1000.0 * (time.perf_counter() - start) / len(encoded)
+
+
+def saved_model_ms(path, texts, batch_size, threshold):
+    import tensorflow as tf
+
+    classify = tf.saved_model.load(path).signatures["classify"]
+    batches = [tf.constant(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    t = tf.constant(threshold, tf.float64)
+    for batch in batches[:3]:
+        classify(text=batch, threshold=t)
+    start = time.perf_counter()
+    for batch in batches:
+        classify(text=batch, threshold=t)
+    return 1000.0 * (time.perf_counter() - start) / len(batches)
+
+
+def main(argv):
+    import keras
+
+    trained = load_run(FLAGS.run_dir)
+    rule = default_rule(trained, FLAGS.speed)
+    dev = readers.read_split(trained.task, "dev", FLAGS.data_dir).take(FLAGS.max_examples)
+    export_run(trained, FLAGS.output_dir, quantize=FLAGS.quantize, rule=rule)
+    results = {"run_dir": FLAGS.run_dir, "examples": len(dev), "threshold": rule.speed, "uncertainty": rule.kind}
+
+    float_runner = LiteRTRunner(os.path.join(FLAGS.output_dir, "tflite_none"))
+    encoded = [float_runner.encode(t) for t in dev.text_a]
+    keras_ids = trained.preprocessor(list(dev.text_a))["token_ids"]
+    results["token_ids_identical"] = int(sum(
+        np.array_equal(e["token_ids"][0], np.asarray(k)[: e["token_ids"].shape[1]]) for e, k in zip(encoded, keras_ids)
+    ))
+    from msbert_tf.data import pipeline
+
+    split = pipeline.encode(dev, trained.preprocessor, name="sst2 dev")
+    keras_probs = np.asarray(keras.ops.softmax(exit_logits(trained.classifier, split, 64), axis=-1))
+    chains = {}
+    for mode in FLAGS.quantize:
+        runner = LiteRTRunner(os.path.join(FLAGS.output_dir, f"tflite_{mode}"))
+        chains[mode] = chain_exit_probs(runner, encoded)
+    float_probs = chains.get("none", keras_probs)
+    pairs = [
+        [simulate(p, ExitRule(rule.kind, speed, rule.top_k)) for p in (float_probs, keras_probs)]
+        for speed in SWEEP
+    ]
+    results["parity"] = {
+        "max_abs_probability_diff": float(np.max(np.abs(float_probs - keras_probs))),
+        "thresholds": list(SWEEP),
+        "exit_layers_differing": sum(int(np.sum(a.exit_layers != b.exit_layers)) for a, b in pairs),
+        "labels_differing": sum(int(np.sum(a.labels != b.labels)) for a, b in pairs),
+    }
+    variants = {}
+    for mode, probs in chains.items():
+        folder = os.path.join(FLAGS.output_dir, f"tflite_{mode}")
+        at_default, reference = simulate(probs, rule), simulate(float_probs, rule)
+        variants[mode] = {
+            "bundle_mb": round(sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) / 2**20, 2),
+            "accuracy_default_threshold": accuracy(dev.labels, at_default.labels),
+            "accuracy_all_layers": accuracy(dev.labels, probs[:, -1].argmax(-1)),
+            "mean_exit_layer": round(float(at_default.exit_layers.mean()), 3),
+            "exit_layer_agreement": round(float(np.mean(at_default.exit_layers == reference.exit_layers)), 4),
+            "label_agreement": round(float(np.mean(at_default.labels == reference.labels)), 4),
+        }
+    results["variants"] = variants
+
+    latency = []
+    for mode in [m for m in ("none", "dynamic") if m in FLAGS.quantize]:
+        teacher_path = os.path.join(FLAGS.output_dir, f"teacher_{mode}.tflite")
+        litert.write_litert(stages.full_model(trained.classifier), teacher_path, mode)
+        for threads in map(int, FLAGS.threads):
+            runner = LiteRTRunner(os.path.join(FLAGS.output_dir, f"tflite_{mode}"), num_threads=threads)
+            teacher = litert.interpreter(teacher_path, threads).get_signature_runner()
+            chain_ms = per_example_ms(lambda ids: runner.classify_ids(ids), encoded)
+            full_ms = per_example_ms(lambda ids: teacher(**ids), encoded)
+            latency.append({"quantize": mode, "threads": threads, "chain_ms": round(chain_ms, 3),
+                            "full_teacher_ms": round(full_ms, 3), "speedup": round(full_ms / chain_ms, 2)})
+    results["litert_latency_batch1"] = latency
+    sm = os.path.join(FLAGS.output_dir, "saved_model")
+    results["saved_model_ms_per_batch"] = [
+        {"batch": b, "threshold": t, "ms": round(saved_model_ms(sm, list(dev.text_a), b, t), 2)}
+        for b in (1, 32) for t in (rule.speed, 0.0)
+    ]
+    write_atomically(os.path.join(FLAGS.output_dir, "export_bench.json"), json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)
