@@ -32,12 +32,13 @@ def main(argv):
     trained = load_run(FLAGS.run_dir)
     if FLAGS.task and FLAGS.task != trained.task.name:
         raise UserInputError(f"--task={FLAGS.task} but {FLAGS.run_dir} was trained on {trained.task.name}.")
-    examples = readers.read_glue_tsv(trained.task, FLAGS.data_file).take(FLAGS.max_examples)
+    examples = readers.read_file(trained.task, FLAGS.data_file).take(FLAGS.max_examples)
     split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(FLAGS.data_file))
     rules = eval_flags.rules_from_flags(trained.classifier.num_layers, trained.task.num_labels)
     result = evaluate(
         trained.classifier, split, rules, FLAGS.max_drop,
         batch_size=trained.config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
+        metrics=trained.task.metrics,
     )
     output = FLAGS.output or os.path.join(FLAGS.run_dir, "eval", "report.json")
     folder, name = os.path.split(os.path.abspath(output))

@@ -29,12 +29,15 @@ def _sweep_table(points):
 def markdown(report):
     metric = report["dev"]["metric"]
     exits = report["dev"]["exits"]
+    every = report["dev"].get("all") or {metric: exits}
     lines = [
         f"# {report['task']}: {metric} per exit ({report.get('examples', '?')} examples)",
         "",
         "| exit (layer) | " + " | ".join(str(i + 1) for i in range(len(exits))) + " |",
         "|---" * (len(exits) + 1) + "|",
-        f"| {metric} | " + " | ".join(f"{v:.2f}" for v in exits) + " |",
+    ]
+    lines += [f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |" for name, values in every.items()]
+    lines += [
         "",
         f"Teacher (layer {len(exits)}): {report['dev']['teacher']:.2f}",
     ]

@@ -98,6 +98,7 @@ def main(argv):
     evaluation = evaluate(
         result.classifier, result.dev_split, rules, FLAGS.max_drop,
         batch_size=config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
+        metrics=task.metrics,
     )
     run_report = {
         "task": result.task.name,

@@ -1,7 +1,12 @@
+import glob
+import json
+import os
+
 import pytest
 
 from msbert_tf.config import RunConfig
 from msbert_tf.errors import UserInputError
+from tests.conftest import ROOT
 
 
 def test_round_trip_through_json(tmp_path):
@@ -48,3 +53,13 @@ def test_presets_load():
     assert presets
     for path in presets:
         RunConfig.from_file(path).validate()
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.json"))))
+def test_every_preset_loads_and_names_a_task(path):
+    from msbert_tf.data.tasks import get_task
+
+    with open(path) as f:
+        config = RunConfig.from_dict(json.load(f))
+    config.validate()
+    assert get_task(config.data.task).name == os.path.basename(path)[: -len(".json")]

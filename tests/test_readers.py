@@ -2,6 +2,7 @@ import pytest
 
 from msbert_tf.data import readers, tasks
 from msbert_tf.errors import UserInputError
+from tests.conftest import GLUE_DIR
 
 SST2 = tasks.get_task("sst2")
 
@@ -60,3 +61,69 @@ def test_tfds_records_give_the_same_examples():
 def test_take():
     examples = readers.Examples(text_a=["a", "b", "c"], labels=readers.np.array([0, 1, 0]))
     assert len(examples.take(2)) == 2 and examples.take(None) is examples
+
+
+TREC_DIR = GLUE_DIR.replace("glue", "trec")
+
+
+@pytest.mark.parametrize(
+    "name, data_dir, train_rows, dev_rows, pair",
+    [
+        ("cola", GLUE_DIR, 8551, 1043, False),
+        ("mrpc", GLUE_DIR, 3667, 408, True),
+        ("rte", GLUE_DIR, 2490, 277, True),
+        ("trec6", TREC_DIR, 5444, 499, False),
+    ],
+)
+def test_shared_task_files(glue_dir, name, data_dir, train_rows, dev_rows, pair):
+    task = tasks.get_task(name)
+    train = readers.read_split(task, "train", data_dir)
+    dev = readers.read_split(task, "dev", data_dir)
+    assert (len(train), len(dev)) == (train_rows, dev_rows)
+    # Every label of the set occurs in training.
+    assert set(train.labels.tolist()) == set(range(task.num_labels))
+    assert (train.text_b is not None) == pair
+    if pair:
+        assert len(train.text_b) == train_rows and all(train.text_b)
+
+
+def test_first_rows_read_as_written(glue_dir):
+    mrpc = readers.read_split(tasks.get_task("mrpc"), "dev", GLUE_DIR)  # header begins with a BOM
+    assert mrpc.text_a[0].startswith("He said the foodservice pie business")
+    assert mrpc.text_b[0].startswith('" The foodservice pie business')
+    cola = readers.read_split(tasks.get_task("cola"), "train", GLUE_DIR)  # no header row
+    assert cola.text_a[0] == "Our friends won't buy this analysis, let alone the next one we propose."
+    trec = readers.read_split(tasks.get_task("trec6"), "dev", TREC_DIR)
+    assert trec.text_a[0] == "How far is it from Denver to Aspen ?"
+    assert tasks.get_task("trec6").label_names[trec.labels[0]] == "NUM"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("NUM:dist How far ?\nWHAT:x Why ?\n", "line 2: label 'WHAT' is not in the label set"),
+        ("NUM:dist How far ?\nnonsense\n", "line 2: expected `COARSE:fine question`"),
+        ("NUM:dist\n", "line 1: empty text"),
+    ],
+)
+def test_malformed_trec_files(tmp_path, text, message):
+    (tmp_path / "train_5500.label").write_text(text)
+    with pytest.raises(UserInputError, match=message):
+        readers.read_split(tasks.get_task("trec6"), "train", str(tmp_path))
+
+
+def test_pair_task_without_its_second_column(tmp_path):
+    folder = tmp_path / "RTE"
+    folder.mkdir()
+    (folder / "dev.tsv").write_text("index\tsentence1\tlabel\n0\ta cat sat\tentailment\n")
+    with pytest.raises(UserInputError, match=r"lacks column\(s\) \['sentence2'\]"):
+        readers.read_split(tasks.get_task("rte"), "dev", str(tmp_path))
+
+
+def test_tfds_labels_are_mapped_by_name_when_the_names_are_the_tasks():
+    trec = tasks.get_task("trec6")
+    # A source whose ids order the same names differently.
+    source_names = ["DESC", "ENTY", "ABBR", "HUM", "NUM", "LOC"]
+    records = [{"description": b"Who was Galileo ?", "label-coarse": 3}]
+    examples = readers.examples_from_records(trec, records, "TFDS trec", source_label_names=source_names)
+    assert trec.label_names[examples.labels[0]] == "HUM"

@@ -116,3 +116,19 @@ def test_a_launch_that_trained_nothing_does_not_bind_the_folder(glue_dir, tmp_pa
     other.distill.loss = "kl"
     run.claim(other)
     assert '"loss": "kl"' in (tmp_path / "run" / "config.json").read_text()
+
+
+def test_a_pair_task_trains_and_reports_its_metrics(glue_dir, tmp_path):
+    from msbert_tf.inference.evaluation import evaluate, rules_for
+
+    config = tiny_config(glue_dir)
+    config.data.task = "mrpc"
+    result = _run(config, tmp_path / "run")
+    segments = result.dev_split.features["segment_ids"]
+    # Packed as a pair: [CLS] a [SEP] b [SEP], the second segment marked 1.
+    assert segments.max() == 1 and (segments[:, 0] == 0).all()
+    report = evaluate(result.classifier, result.dev_split, rules_for("entropy"), 1.0,
+                      timing_examples=0, metrics=result.task.metrics)
+    assert report["dev"]["metric"] == "accuracy"
+    assert set(report["dev"]["all"]) == {"accuracy", "f1"}
+    assert report["sweep"][0]["metric"] == report["dev"]["teacher"]  # speed 0 runs the teacher

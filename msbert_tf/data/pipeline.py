@@ -38,7 +38,8 @@ class EncodedSplit:
 def _encode_chunk(preprocessor, *segments):
     # Graph mode: the tokenizer gives ragged tensors, not Python lists.
     token_counts = tf.add_n([preprocessor.tokenizer(s).row_lengths() for s in segments])
-    packed = preprocessor(segments if len(segments) > 1 else segments[0])
+    # A positional tuple would be read as (x, y): pairs go in as `x=`.
+    packed = preprocessor(x=tuple(segments) if len(segments) > 1 else segments[0])
     # [CLS] and one [SEP] per segment.
     too_long = token_counts + 1 + len(segments) > preprocessor.sequence_length
     return packed, tf.reduce_sum(tf.cast(too_long, tf.int32))

@@ -54,23 +54,54 @@ def read_split(task, split, data_dir=None):
     file_name = {"train": task.train_file, "dev": task.dev_file}[split]
     path = os.path.join(data_dir, task.glue_dir, file_name)
     if not os.path.isfile(path):
+        folder = f"{task.glue_dir}/" if task.glue_dir else file_name
         raise UserInputError(
             f"{task.name} {file_name} not found at {path}: pass "
-            f"--data_dir=<folder holding {task.glue_dir}/> in GLUE layout, "
+            f"--data_dir=<folder holding {folder}>, "
             "or leave --data_dir out to read TFDS."
         )
+    return read_file(task, path)
+
+
+def read_file(task, path):
+    """One labelled file of `task` in its own layout (GLUE TSV or TREC)."""
+    if not os.path.isfile(path):
+        raise UserInputError(f"{path} does not exist: give a {task.name} file ({_layout(task)}).")
+    if task.file_format == "trec":
+        return read_trec(task, path)
     return read_glue_tsv(task, path)
 
 
+def _layout(task):
+    if task.file_format == "trec":
+        return "`COARSE:fine question` per line"
+    if task.header:
+        return f"tab-separated, no header, columns {list(task.header)}"
+    return f"tab-separated, header with {task.text_column!r} and {task.label_column!r}"
+
+
+def read_trec(task, path):
+    text_a, labels = [], []
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            lines = f.read().splitlines()
+        except UnicodeDecodeError as e:
+            raise UserInputError(f"{path} is not UTF-8 text ({e}).") from None
+    for line, row in enumerate(lines, start=1):
+        if not row.strip():
+            continue
+        label, _, question = row.partition(" ")
+        if ":" not in label:
+            raise UserInputError(f"{path}, line {line}: expected `COARSE:fine question`, got {row[:40]!r}.")
+        text_a.append(_text(question, path, line))
+        labels.append(_label_id(task, label.split(":")[0], path, line))
+    return Examples(text_a=text_a, labels=np.asarray(labels, dtype=np.int32))
+
+
 def read_glue_tsv(task, path):
-    if not os.path.isfile(path):
-        raise UserInputError(
-            f"{path} does not exist: give a {task.name} file in GLUE layout "
-            f"(tab-separated, header with {task.text_column!r} and {task.label_column!r})."
-        )
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(rows, None)
+        header = list(task.header) if task.header else next(rows, None)
         if header is None:
             raise UserInputError(f"{path} is empty: expected a header row.")
         columns = [task.text_column, task.label_column]
@@ -84,7 +115,7 @@ def read_glue_tsv(task, path):
             )
         index = {c: header.index(c) for c in columns}
         text_a, text_b, labels = [], [], []
-        for line, row in enumerate(rows, start=2):
+        for line, row in enumerate(rows, start=1 if task.header else 2):
             if len(row) != len(header):
                 raise UserInputError(
                     f"{path}, line {line}: {len(row)} columns where the "
@@ -106,24 +137,34 @@ def read_tfds(task, split):
 
     tfds_split = {"train": "train", "dev": task.tfds_dev_split}[split]
     try:
-        dataset = tfds.load(task.tfds_name, split=tfds_split)
+        dataset, info = tfds.load(task.tfds_name, split=tfds_split, with_info=True)
     except Exception as e:  # noqa: BLE001 - any TFDS failure means the same fix.
         raise UserInputError(
             f"could not load TFDS {task.tfds_name}[{tfds_split}] ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); offline, pass "
             "--data_dir=<GLUE folder> instead."
         ) from None
-    return examples_from_records(task, tfds.as_numpy(dataset), source=f"TFDS {task.tfds_name}")
+    names = info.features[task.tfds_label_key].names
+    return examples_from_records(
+        task, tfds.as_numpy(dataset), source=f"TFDS {task.tfds_name}", source_label_names=names
+    )
 
 
-def examples_from_records(task, records, source):
-    """Examples from TFDS-style feature dicts (bytes texts, int labels)."""
+def examples_from_records(task, records, source, source_label_names=None):
+    """Examples from TFDS-style feature dicts (bytes texts, int labels).
+
+    GLUE's TFDS ids are the GLUE label ids; a dataset whose label names are
+    the task's own (TREC) is mapped by name, whatever its id order.
+    """
+    by_name = source_label_names is not None and set(source_label_names) == set(task.label_names)
     text_a, text_b, labels = [], [], []
     for row, record in enumerate(records):
         text_a.append(_text(record[task.tfds_text_key].decode("utf-8"), source, row))
         if task.tfds_text_pair_key:
             text_b.append(_text(record[task.tfds_text_pair_key].decode("utf-8"), source, row))
-        label = int(record["label"])
+        label = int(record[task.tfds_label_key])
+        if by_name:
+            label = task.label_names.index(source_label_names[label])
         if not 0 <= label < task.num_labels:
             raise UserInputError(
                 f"{source}, row {row}: label {label} is outside 0..{task.num_labels - 1}."

@@ -31,7 +31,13 @@ class TaskSpec:
     tfds_text_key: Optional[str] = None
     tfds_text_pair_key: Optional[str] = None
     tfds_dev_split: str = "validation"
-    metric: str = "accuracy"
+    tfds_label_key: str = "label"
+    # Column names of a file without a header row (CoLA); None: the file has one.
+    header: Optional[tuple] = None
+    # `glue_tsv`, or `trec` (`COARSE:fine question` lines; the label is the coarse part).
+    file_format: str = "glue_tsv"
+    # Reported per exit; the first one drives sweeps and the threshold choice.
+    metrics: tuple = ("accuracy",)
 
     @property
     def num_labels(self):
@@ -49,6 +55,60 @@ TASKS = {
         label_names=("0", "1"),
         tfds_name="glue/sst2",
         tfds_text_key="sentence",
+    ),
+    "cola": TaskSpec(
+        name="cola",
+        glue_dir="CoLA",
+        train_file="train.tsv",
+        dev_file="dev.tsv",
+        header=("source", "label", "original_mark", "sentence"),
+        text_column="sentence",
+        label_column="label",
+        label_names=("0", "1"),
+        tfds_name="glue/cola",
+        tfds_text_key="sentence",
+        metrics=("matthews", "accuracy"),
+    ),
+    "mrpc": TaskSpec(
+        name="mrpc",
+        glue_dir="MRPC",
+        train_file="train.tsv",
+        dev_file="dev.tsv",
+        text_column="#1 String",
+        text_pair_column="#2 String",
+        label_column="Quality",
+        label_names=("0", "1"),
+        tfds_name="glue/mrpc",
+        tfds_text_key="sentence1",
+        tfds_text_pair_key="sentence2",
+        metrics=("accuracy", "f1"),
+    ),
+    "rte": TaskSpec(
+        name="rte",
+        glue_dir="RTE",
+        train_file="train.tsv",
+        dev_file="dev.tsv",
+        text_column="sentence1",
+        text_pair_column="sentence2",
+        label_column="label",
+        label_names=("entailment", "not_entailment"),
+        tfds_name="glue/rte",
+        tfds_text_key="sentence1",
+        tfds_text_pair_key="sentence2",
+    ),
+    "trec6": TaskSpec(
+        name="trec6",
+        glue_dir="",
+        train_file="train_5500.label",
+        dev_file="TREC_10.label",
+        file_format="trec",
+        text_column="question",
+        label_column="coarse",
+        label_names=("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"),
+        tfds_name="trec",
+        tfds_text_key="description",
+        tfds_label_key="label-coarse",
+        tfds_dev_split="test",
     ),
 }
 

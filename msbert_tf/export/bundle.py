@@ -56,6 +56,11 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
             f"max_seq_length={max_seq_length} is outside what the model takes (3 to {limit}): "
             "lower --max_seq_length."
         )
+    if trained.task.text_pair_column:
+        raise UserInputError(
+            f"task {trained.task.name} classifies sentence pairs; the bundles take one text "
+            "so far: export a single-sentence task."
+        )
     if rule.kind == "patience":
         raise UserInputError(
             "exported models decide by entropy or topk; the patience rule is evaluation-only: "

@@ -18,14 +18,14 @@ def rules_for(uncertainty, speeds=DEFAULT_SPEEDS, top_k=2, num_layers=None):
     return [ExitRule(uncertainty, speed=float(s), top_k=top_k) for s in speeds]
 
 
-def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=None):
+def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=None, metrics=("accuracy",)):
     """Report dict: per-exit metrics, sweep points (with wall clock), chosen point.
 
     Wall clock is timed at batch 1 on the first `timing_examples` rows and at
     batch 32 on all; `timing_examples=0` skips timing.
     """
-    per_exit = exit_metrics(classifier, split, batch_size)
-    points = sweep(classifier, split, rules, batch_size)
+    per_exit = exit_metrics(classifier, split, batch_size, metrics)
+    points = sweep(classifier, split, rules, batch_size, metric=metrics[0])
     if timing_examples:
         for timing_batch, limit in ((1, timing_examples), (32, None)):
             clock = WallClock(classifier, split, timing_batch, max_examples=limit)

@@ -1,14 +1,16 @@
-"""The task metric of every exit on a labelled split.
+"""The task's metrics for every exit on a labelled split.
 
 ```python
-metrics = exit_metrics(classifier, dev_split, batch_size=64)
-metrics["teacher"], metrics["exits"]  # accuracy of C_T, and of exits 1..L
+metrics = exit_metrics(classifier, dev_split, batch_size=64, metrics=("accuracy", "f1"))
+metrics["teacher"], metrics["exits"]  # the first metric, of C_T and of exits 1..L
+metrics["all"]["f1"]                  # every metric, exits 1..L
 ```
 """
 
 import numpy as np
 
 from msbert_tf.data import pipeline
+from msbert_tf.inference.metrics import score
 
 
 def exit_logits(classifier, split, batch_size):
@@ -17,12 +19,12 @@ def exit_logits(classifier, split, batch_size):
     return np.concatenate([np.asarray(classifier(x)) for x in dataset])
 
 
-def accuracy(labels, predictions):
-    """Percent correct, rounded to 2 decimals as every report shows it."""
-    return round(100.0 * float(np.mean(labels == predictions)), 2)
-
-
-def exit_metrics(classifier, split, batch_size):
+def exit_metrics(classifier, split, batch_size, metrics=("accuracy",)):
+    """The first of `metrics` drives sweeps and threshold choice; all are reported."""
     predictions = exit_logits(classifier, split, batch_size).argmax(axis=-1)
-    per_exit = [accuracy(split.labels, predictions[:, i]) for i in range(predictions.shape[1])]
-    return {"metric": "accuracy", "teacher": per_exit[-1], "exits": per_exit}
+    every = {
+        name: [score(name, split.labels, predictions[:, i]) for i in range(predictions.shape[1])]
+        for name in metrics
+    }
+    primary = every[metrics[0]]
+    return {"metric": metrics[0], "teacher": primary[-1], "exits": primary, "all": every}

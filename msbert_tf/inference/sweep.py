@@ -20,7 +20,8 @@ import tensorflow as tf
 from msbert_tf.data import pipeline
 from msbert_tf.inference import flops
 from msbert_tf.inference.early_exit import EarlyExitPredictor, simulate
-from msbert_tf.inference.exit_metrics import accuracy, exit_logits
+from msbert_tf.inference.exit_metrics import exit_logits
+from msbert_tf.inference.metrics import score
 
 
 def flops_speedup(exit_layers, lengths, spec):
@@ -29,7 +30,7 @@ def flops_speedup(exit_layers, lengths, spec):
     return full / path
 
 
-def sweep(classifier, split, rules, batch_size=64):
+def sweep(classifier, split, rules, batch_size=64, metric="accuracy"):
     probs = np.asarray(keras.ops.softmax(exit_logits(classifier, split, batch_size), axis=-1))
     spec = flops.model_spec(classifier)
     lengths = split.lengths
@@ -44,7 +45,7 @@ def sweep(classifier, split, rules, batch_size=64):
                 "speed": rule.speed,
                 "top_k": rule.top_k if rule.kind == "topk" else None,
                 "patience": rule.patience if rule.kind == "patience" else None,
-                "metric": accuracy(split.labels, result.labels),
+                "metric": score(metric, split.labels, result.labels),
                 "mean_exit_layer": round(float(result.exit_layers.mean()), 3),
                 "exit_histogram": histogram.tolist(),
                 "flops_speedup": round(flops_speedup(result.exit_layers, lengths, spec), 3),
