@@ -26,7 +26,8 @@ from msbert_tf.export import litert, stages
 from msbert_tf.export.bundle import export_run
 from msbert_tf.export.runner import LiteRTRunner
 from msbert_tf.inference.early_exit import simulate
-from msbert_tf.inference.exit_metrics import accuracy, exit_logits
+from msbert_tf.inference.exit_metrics import exit_logits
+from msbert_tf.inference.metrics import score
 from msbert_tf.inference.loading import load_run
 from msbert_tf.inference.predict import default_rule
 from msbert_tf.inference.uncertainty import ExitRule
@@ -121,8 +122,8 @@ def main(argv):
         at_default, reference = simulate(probs, rule), simulate(float_probs, rule)
         variants[mode] = {
             "bundle_mb": round(sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) / 2**20, 2),
-            "accuracy_default_threshold": accuracy(dev.labels, at_default.labels),
-            "accuracy_all_layers": accuracy(dev.labels, probs[:, -1].argmax(-1)),
+            "accuracy_default_threshold": score("accuracy", dev.labels, at_default.labels),
+            "accuracy_all_layers": score("accuracy", dev.labels, probs[:, -1].argmax(-1)),
             "mean_exit_layer": round(float(at_default.exit_layers.mean()), 3),
             "exit_layer_agreement": round(float(np.mean(at_default.exit_layers == reference.exit_layers)), 4),
             "label_agreement": round(float(np.mean(at_default.labels == reference.labels)), 4),
