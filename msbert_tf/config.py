@@ -38,6 +38,16 @@ class DataConfig:
     # with XLA to the bucket's width: few widths, few compilations.
     bucket_boundaries: tuple = (12, 20, 32)
     shuffle_buffer: int = 100_000
+    # `task="custom"`: your own files, CSV / TSV (with a header row) or JSON
+    # Lines, told apart by extension, and the names of their columns.
+    train_file: Optional[str] = None
+    dev_file: Optional[str] = None
+    text_column: str = "text"
+    text_pair_column: Optional[str] = None
+    label_column: str = "label"
+    # A custom task's labels, found in its training file on the first run and
+    # kept here so that the run folder maps ids back to names.
+    label_names: Optional[tuple] = None
 
 
 @dataclasses.dataclass
@@ -159,6 +169,10 @@ class RunConfig:
         ):
             if value < 1:
                 raise UserInputError(f"{name} must be at least 1, got {value}.")
+        if self.data.task == "custom" and not (self.data.train_file and self.data.dev_file):
+            raise UserInputError(
+                "--task=custom needs --train_file and --dev_file (CSV, TSV or JSON Lines)."
+            )
         if self.data.max_seq_length < 3:
             raise UserInputError("data.max_seq_length must leave room for [CLS] and [SEP]: use 3 or more.")
         d, m = self.data, self.model
@@ -214,8 +228,23 @@ def _build(cls, values, path):
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{path}{name}.")
-        elif hint is tuple or typing.get_origin(hint) is tuple:
-            kwargs[name] = tuple(value)
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(hint, value, path + name)
     return cls(**kwargs)
+
+
+def _coerce(hint, value, name):
+    """`value` as the field's type; JSON has no tuples, and "32" is not 32."""
+    options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+    if value is None and type(None) in options:
+        return None
+    kind = next(t for t in options if t is not type(None))
+    if kind is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, str, bool) and type(value) is kind:
+        return value
+    raise UserInputError(
+        f"config field {name} must be {'a list' if kind is tuple else kind.__name__}, got {value!r}."
+    )

@@ -2,6 +2,8 @@
 
     python -m msbert_tf.train --task=sst2 --data_dir=../shared/data/glue \
         --output_dir=runs/sst2
+    python -m msbert_tf.train --task=custom --train_file=train.csv --dev_file=dev.csv \
+        --text_column=review --label_column=stars --output_dir=runs/mine
 
 Flags override the preset given by --config (a JSON file from configs/);
 re-running with the same --output_dir resumes where the run stopped.
@@ -22,6 +24,11 @@ flags.DEFINE_string("config", None, "A run preset (JSON), e.g. configs/sst2.json
 flags.DEFINE_string("output_dir", None, "Run folder: config, weights, checkpoints, logs, report.")
 flags.DEFINE_string("task", None, "Task name, e.g. sst2.")
 flags.DEFINE_string("data_dir", None, "GLUE-layout folder; without it, TFDS.")
+flags.DEFINE_string("train_file", None, "--task=custom: training file (.csv, .tsv or .jsonl).")
+flags.DEFINE_string("dev_file", None, "--task=custom: dev file, same columns.")
+flags.DEFINE_string("text_column", None, "--task=custom: column of the text (default text).")
+flags.DEFINE_string("text_pair_column", None, "--task=custom: column of a second text, for pairs.")
+flags.DEFINE_string("label_column", None, "--task=custom: column of the label (default label).")
 flags.DEFINE_string("backbone", None, "embedded:minilm_l6, a keras-hub preset or folder, or random.")
 flags.DEFINE_string("head", None, "Exit head design: mlp or attention.")
 flags.DEFINE_string("distill_loss", None, "emd (MS-BERT), kl (FastBERT) or ce (DeeBERT-style).")
@@ -45,6 +52,11 @@ flags.DEFINE_string("teacher_from", None, "Reuse the fine-tuned teacher of this 
 OVERRIDES = {
     "task": "data.task",
     "data_dir": "data.data_dir",
+    "train_file": "data.train_file",
+    "dev_file": "data.dev_file",
+    "text_column": "data.text_column",
+    "text_pair_column": "data.text_pair_column",
+    "label_column": "data.label_column",
     "backbone": "model.backbone",
     "head": "model.head",
     "distill_loss": "distill.loss",
@@ -81,7 +93,7 @@ def resolve_config(flag_values):
 def main(argv):
     # Imported here so that --help and flag errors do not pay for TensorFlow.
     from msbert_tf import report
-    from msbert_tf.data.tasks import get_task
+    from msbert_tf.data.readers import resolve_task
     from msbert_tf.inference.evaluation import evaluate
     from msbert_tf.training.run_dir import write_atomically
     from msbert_tf.training.trainer import train
@@ -90,7 +102,7 @@ def main(argv):
         raise UserInputError("--output_dir is required: the run folder to write (or resume).")
     config = resolve_config(FLAGS)
     start = time.time()
-    task = get_task(config.data.task)
+    task = resolve_task(config.data)
     # Bad thresholds fail now, not after an hour of training.
     eval_flags.rules_from_flags(num_layers=2, num_labels=task.num_labels)
     result = train(config, FLAGS.output_dir)

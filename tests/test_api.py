@@ -91,3 +91,28 @@ def test_predict_cli_prints_json_lines(trained, tmp_path):
 def test_top_k_zero_is_refused_not_replaced(trained):
     with pytest.raises(UserInputError, match="top_k must be between 2"):
         trained[0].predict(["fine"], speed=0.2, uncertainty="topk", top_k=0)
+
+
+def test_custom_data_end_to_end_maps_ids_back_to_names(tmp_path):
+    import csv
+
+    from msbert_tf.data.readers import read_split
+    from msbert_tf.data.tasks import get_task
+    from tests.conftest import GLUE_DIR
+
+    rows = read_split(get_task("sst2"), "train", GLUE_DIR).take(64)
+    names = ("negative", "positive")
+    for split in ("train", "dev"):
+        with open(tmp_path / f"{split}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["review", "sentiment"])
+            writer.writerows((t, names[y]) for t, y in zip(rows.text_a, rows.labels))
+    config = tiny_config(GLUE_DIR)
+    config.jit_compile = False
+    run_dir = str(tmp_path / "run")
+    MSBert(run_dir, config=config, task="custom", train_file=str(tmp_path / "train.csv"),
+           dev_file=str(tmp_path / "dev.csv"), text_column="review", label_column="sentiment").fit(verbose=0)
+    with open(tmp_path / "run" / "config.json") as f:
+        assert json.load(f)["data"]["label_names"] == list(names)
+    out = MSBert.load(run_dir).predict(["a gripping film", "dull"], speed=0.0)
+    assert {o["label"] for o in out} <= set(names) and len(out) == 2

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from msbert_tf.data import readers, tasks
@@ -127,3 +129,62 @@ def test_tfds_labels_are_mapped_by_name_when_the_names_are_the_tasks():
     records = [{"description": b"Who was Galileo ?", "label-coarse": 3}]
     examples = readers.examples_from_records(trec, records, "TFDS trec", source_label_names=source_names)
     assert trec.label_names[examples.labels[0]] == "HUM"
+
+
+def _custom(tmp_path, train, dev=None, suffix=".csv", **columns):
+    from msbert_tf.config import DataConfig
+
+    (tmp_path / f"train{suffix}").write_text(train)
+    (tmp_path / f"dev{suffix}").write_text(dev if dev is not None else train)
+    data = DataConfig(task="custom", train_file=str(tmp_path / f"train{suffix}"),
+                      dev_file=str(tmp_path / f"dev{suffix}"), **columns)
+    return data, readers.resolve_task(data)
+
+
+def test_custom_csv_with_quoted_commas(tmp_path):
+    data, task = _custom(
+        tmp_path,
+        'review,stars\n"good, really good",5\n"bad, sadly",1\nfine,3\n',
+        text_column="review", label_column="stars",
+    )
+    assert task.label_names == ("1", "3", "5") and data.label_names == ("1", "3", "5")
+    train = readers.read_split(task, "train")
+    assert train.text_a == ["good, really good", "bad, sadly", "fine"]
+    assert train.labels.tolist() == [2, 0, 1]
+
+
+def test_custom_jsonl_pairs_with_labels_as_names(tmp_path):
+    rows = [
+        {"q": "Who was Galileo ?", "a": "an astronomer", "y": "yes"},
+        {"q": "Who was Galileo ?", "a": "a river", "y": "no"},
+    ]
+    _, task = _custom(tmp_path, "".join(json.dumps(r) + "\n" for r in rows), suffix=".jsonl",
+                      text_column="q", text_pair_column="a", label_column="y")
+    dev = readers.read_split(task, "dev")
+    assert task.label_names == ("no", "yes")
+    assert dev.text_b == ["an astronomer", "a river"] and dev.labels.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "train, dev, suffix, message",
+    [
+        ("text,label\ngood,1\nbad,0\n", "text,label\nok,1\nmeh,2\n", ".csv", r"dev.csv, line 3: label '2' is not in the label set \['0', '1'\]"),
+        ("text,label\ngood,1\nbad,0\n", "sentence,label\nok,1\n", ".csv", r"lacks column\(s\) \['text'\]"),
+        ('{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n', '{"text": "a", "label": 1}\n[1, 2]\n', ".jsonl", "dev.jsonl, line 2: expected a JSON object"),
+        ('{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n', '{"label": 1}\n', ".jsonl", "dev.jsonl, line 1: no 'text' field"),
+        ("text,label\ngood,1\nbad,0\n", "text,label\n ,1\n", ".csv", "dev.csv, line 2: empty text"),
+        ("text,label\ngood,1\nbad,0\n", "text,label\n", ".csv", "dev.csv has no rows"),
+        ("text\tlabel\ngood\t1\nbad\t0\n", "text\tlabel\nok\t1\textra\n", ".tsv", "line 2: the row has a different number of columns"),
+    ],
+)
+def test_custom_files_with_problems(tmp_path, train, dev, suffix, message):
+    _, task = _custom(tmp_path, train, dev, suffix=suffix)
+    with pytest.raises(UserInputError, match=message):
+        readers.read_split(task, "dev")
+
+
+def test_custom_task_needs_two_labels_and_known_file_types(tmp_path):
+    with pytest.raises(UserInputError, match="1 distinct label"):
+        _custom(tmp_path, "text,label\ngood,1\nbad,1\n")
+    with pytest.raises(UserInputError, match="unknown file type"):
+        _custom(tmp_path, "text,label\ngood,1\nbad,0\n", suffix=".xlsx")

@@ -12,12 +12,14 @@ len(examples), examples.text_a[0], examples.labels[0]
 
 import csv
 import dataclasses
+import json
 import os
 import sys
 from typing import Optional
 
 import numpy as np
 
+from msbert_tf.data import tasks
 from msbert_tf.errors import UserInputError
 
 # SST-2 and friends have rows far below this; the default (128 KiB) is only
@@ -49,6 +51,8 @@ class Examples:
 
 def read_split(task, split, data_dir=None):
     """Reads `split` ("train" or "dev") from `data_dir`, or TFDS when None."""
+    if task.file_format == "custom":
+        return read_file(task, {"train": task.train_file, "dev": task.dev_file}[split])
     if data_dir is None:
         return read_tfds(task, split)
     file_name = {"train": task.train_file, "dev": task.dev_file}[split]
@@ -69,10 +73,14 @@ def read_file(task, path):
         raise UserInputError(f"{path} does not exist: give a {task.name} file ({_layout(task)}).")
     if task.file_format == "trec":
         return read_trec(task, path)
+    if task.file_format == "custom":
+        return read_custom(task, path)
     return read_glue_tsv(task, path)
 
 
 def _layout(task):
+    if task.file_format == "custom":
+        return f"CSV, TSV or JSON Lines with columns {_columns(task)}"
     if task.file_format == "trec":
         return "`COARSE:fine question` per line"
     if task.header:
@@ -96,6 +104,101 @@ def read_trec(task, path):
         text_a.append(_text(question, path, line))
         labels.append(_label_id(task, label.split(":")[0], path, line))
     return Examples(text_a=text_a, labels=np.asarray(labels, dtype=np.int32))
+
+
+CUSTOM_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def _columns(task):
+    return [c for c in (task.text_column, task.text_pair_column, task.label_column) if c]
+
+
+def _custom_rows(task, path):
+    """(line, row dict) of a CSV / TSV file with a header, or of a JSON Lines file."""
+    kind = CUSTOM_FORMATS.get(os.path.splitext(path)[1].lower())
+    if kind is None:
+        raise UserInputError(
+            f"{path}: unknown file type; use .csv, .tsv or .jsonl (one JSON object per line)."
+        )
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        try:
+            if kind == "jsonl":
+                for line, text in enumerate(f, start=1):
+                    if text.strip():
+                        yield line, _json_row(text, path, line)
+                return
+            rows = csv.DictReader(f, delimiter="," if kind == "csv" else "\t")
+            missing = [c for c in _columns(task) if c not in (rows.fieldnames or [])]
+            if missing:
+                raise UserInputError(
+                    f"{path}: header {rows.fieldnames} lacks column(s) {missing}; name the columns "
+                    "with --text_column, --text_pair_column and --label_column."
+                )
+            for line, row in enumerate(rows, start=2):
+                if None in row or None in row.values():
+                    raise UserInputError(f"{path}, line {line}: the row has a different number of columns than the header.")
+                yield line, row
+        except UnicodeDecodeError as e:
+            raise UserInputError(f"{path} is not UTF-8 text ({e}).") from None
+
+
+def _json_row(text, path, line):
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserInputError(f"{path}, line {line}: not a JSON object ({e.msg}).") from None
+    if not isinstance(row, dict):
+        raise UserInputError(f"{path}, line {line}: expected a JSON object, got {type(row).__name__}.")
+    return row
+
+
+def _field(row, column, path, line):
+    if column not in row:
+        raise UserInputError(f"{path}, line {line}: no {column!r} field (fields: {sorted(row)}).")
+    value = row[column]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def read_custom(task, path):
+    text_a, text_b, labels = [], [], []
+    for line, row in _custom_rows(task, path):
+        text_a.append(_text(_field(row, task.text_column, path, line), path, line))
+        if task.text_pair_column:
+            text_b.append(_text(_field(row, task.text_pair_column, path, line), path, line))
+        labels.append(_label_id(task, _field(row, task.label_column, path, line), path, line))
+    if not labels:
+        raise UserInputError(f"{path} has no rows.")
+    return Examples(
+        text_a=text_a,
+        labels=np.asarray(labels, dtype=np.int32),
+        text_b=text_b if task.text_pair_column else None,
+    )
+
+
+def infer_label_names(task):
+    """The label set of a custom task: every value in its training file, sorted
+    (numerically when they are all integers)."""
+    names = {_field(row, task.label_column, task.train_file, line).strip()
+             for line, row in _custom_rows(task, task.train_file)}
+    if len(names) < 2:
+        raise UserInputError(
+            f"{task.train_file}: column {task.label_column!r} has {len(names)} distinct label(s); "
+            "a classifier needs at least 2."
+        )
+    numeric = all(n.lstrip("-").isdigit() for n in names)
+    return tuple(sorted(names, key=int if numeric else str))
+
+
+def resolve_task(data):
+    """`tasks.task_for(data)`, with a custom task's labels read from its training file
+    (and kept in `data`, so that the run folder's config holds them)."""
+    task = tasks.task_for(data)
+    if task.file_format == "custom" and not data.label_names:
+        if not os.path.isfile(task.train_file):
+            raise UserInputError(f"--train_file {task.train_file} does not exist.")
+        data.label_names = infer_label_names(task)
+        task = tasks.task_for(data)
+    return task
 
 
 def read_glue_tsv(task, path):

@@ -34,7 +34,8 @@ class TaskSpec:
     tfds_label_key: str = "label"
     # Column names of a file without a header row (CoLA); None: the file has one.
     header: Optional[tuple] = None
-    # `glue_tsv`, or `trec` (`COARSE:fine question` lines; the label is the coarse part).
+    # `glue_tsv`, `trec` (`COARSE:fine question` lines; the label is the coarse
+    # part) or `custom` (CSV / TSV / JSON Lines by extension, see readers).
     file_format: str = "glue_tsv"
     # Reported per exit; the first one drives sweeps and the threshold choice.
     metrics: tuple = ("accuracy",)
@@ -113,10 +114,31 @@ TASKS = {
 }
 
 
+CUSTOM = "custom"
+
+
 def get_task(name):
     try:
         return TASKS[name]
     except KeyError:
         raise UserInputError(
-            f"unknown task {name!r}: choose one of {', '.join(sorted(TASKS))}."
+            f"unknown task {name!r}: choose one of {', '.join(sorted(TASKS))}, or {CUSTOM} "
+            "with --train_file and --dev_file for your own data."
         ) from None
+
+
+def task_for(data):
+    """The task a `DataConfig` names: a registered one, or the user's own files."""
+    if data.task != CUSTOM:
+        return get_task(data.task)
+    return TaskSpec(
+        name=CUSTOM,
+        glue_dir="",
+        train_file=data.train_file,
+        dev_file=data.dev_file,
+        text_column=data.text_column,
+        text_pair_column=data.text_pair_column,
+        label_column=data.label_column,
+        label_names=tuple(data.label_names or ()),
+        file_format=CUSTOM,
+    )

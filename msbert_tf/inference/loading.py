@@ -26,7 +26,7 @@ def load_run(path):
             f"{path} has no trained exit heads ({os.path.basename(run.model_weights)}): "
             "finish training with `python -m msbert_tf.train` and the same --output_dir."
         )
-    task = tasks.get_task(config.data.task)
+    task = tasks.task_for(config.data)
     classifier, preprocessor = build_classifier(config, task)
     try:
         classifier.load_weights(run.model_weights)

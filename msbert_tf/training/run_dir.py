@@ -62,8 +62,8 @@ class RunDir:
             for p in (self.teacher_weights, self.model_weights, self.file("checkpoints"), self.file("stages.json"))
         )
         if os.path.exists(path) and started:
-            with open(path) as f:
-                saved = _flatten(json.load(f))
+            # Through RunConfig: fields added since the folder was written take their defaults.
+            saved = _flatten(self.load_config().to_dict())
             current = _flatten(config.to_dict())
             differ = sorted(
                 k for k in set(saved) | set(current)

@@ -191,9 +191,9 @@ def import_teacher(classifier, config, task):
 def train(config, output_dir, verbose="auto"):
     """Fine-tunes the teacher, then distils the exit heads; resumes where it stopped."""
     config.validate()
+    task = readers.resolve_task(config.data)
     run = run_dir_lib.RunDir(output_dir)
     run.claim(config)
-    task = tasks.get_task(config.data.task)
     keras.utils.set_random_seed(config.seed)
     classifier, preprocessor = build_classifier(config, task)
     train_split, dev_split = load_splits(config, task, preprocessor)
