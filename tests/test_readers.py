@@ -75,6 +75,8 @@ TREC_DIR = GLUE_DIR.replace("glue", "trec")
         ("mrpc", GLUE_DIR, 3667, 408, True),
         ("rte", GLUE_DIR, 2490, 277, True),
         ("trec6", TREC_DIR, 5444, 499, False),
+        # One training row has a corrupt label (`NUM:How`, line 4451) and is skipped.
+        ("trec50", TREC_DIR, 5443, 499, False),
     ],
 )
 def test_shared_task_files(glue_dir, name, data_dir, train_rows, dev_rows, pair):
@@ -188,3 +190,14 @@ def test_custom_task_needs_two_labels_and_known_file_types(tmp_path):
         _custom(tmp_path, "text,label\ngood,1\nbad,1\n")
     with pytest.raises(UserInputError, match="unknown file type"):
         _custom(tmp_path, "text,label\ngood,1\nbad,0\n", suffix=".xlsx")
+
+
+def test_trec50_skips_an_unknown_label_only_in_training(tmp_path, caplog):
+    trec50 = tasks.get_task("trec50")
+    text = "NUM:dist How far ?\nNUM:How count many ?\n"
+    (tmp_path / "train_5500.label").write_text(text)
+    (tmp_path / "TREC_10.label").write_text(text)
+    assert len(readers.read_split(trec50, "train", str(tmp_path))) == 1
+    assert "line 2: label 'NUM:How'" in caplog.text
+    with pytest.raises(UserInputError, match="line 2: label 'NUM:How' is not in the label set"):
+        readers.read_split(trec50, "dev", str(tmp_path))

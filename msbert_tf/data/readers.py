@@ -18,6 +18,7 @@ import sys
 from typing import Optional
 
 import numpy as np
+from absl import logging
 
 from msbert_tf.data import tasks
 from msbert_tf.errors import UserInputError
@@ -64,15 +65,15 @@ def read_split(task, split, data_dir=None):
             f"--data_dir=<folder holding {folder}>, "
             "or leave --data_dir out to read TFDS."
         )
-    return read_file(task, path)
+    return read_file(task, path, split_is_train=split == "train")
 
 
-def read_file(task, path):
+def read_file(task, path, split_is_train=False):
     """One labelled file of `task` in its own layout (GLUE TSV or TREC)."""
     if not os.path.isfile(path):
         raise UserInputError(f"{path} does not exist: give a {task.name} file ({_layout(task)}).")
-    if task.file_format == "trec":
-        return read_trec(task, path)
+    if task.file_format in ("trec", "trec_fine"):
+        return read_trec(task, path, skip_unknown=split_is_train and task.skip_unknown_train_labels)
     if task.file_format == "custom":
         return read_custom(task, path)
     return read_glue_tsv(task, path)
@@ -81,14 +82,14 @@ def read_file(task, path):
 def _layout(task):
     if task.file_format == "custom":
         return f"CSV, TSV or JSON Lines with columns {_columns(task)}"
-    if task.file_format == "trec":
+    if task.file_format in ("trec", "trec_fine"):
         return "`COARSE:fine question` per line"
     if task.header:
         return f"tab-separated, no header, columns {list(task.header)}"
     return f"tab-separated, header with {task.text_column!r} and {task.label_column!r}"
 
 
-def read_trec(task, path):
+def read_trec(task, path, skip_unknown=False):
     text_a, labels = [], []
     with open(path, encoding="utf-8", errors="strict") as f:
         try:
@@ -101,8 +102,13 @@ def read_trec(task, path):
         label, _, question = row.partition(" ")
         if ":" not in label:
             raise UserInputError(f"{path}, line {line}: expected `COARSE:fine question`, got {row[:40]!r}.")
+        if task.file_format == "trec":
+            label = label.split(":")[0]
+        if skip_unknown and label not in task.label_names:
+            logging.warning("%s, line %d: label %r is not one of %s's; row skipped.", path, line, label, task.name)
+            continue
         text_a.append(_text(question, path, line))
-        labels.append(_label_id(task, label.split(":")[0], path, line))
+        labels.append(_label_id(task, label, path, line))
     return Examples(text_a=text_a, labels=np.asarray(labels, dtype=np.int32))
 
 
