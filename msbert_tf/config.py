@@ -37,7 +37,6 @@ class DataConfig:
     # Length buckets: batches pad only to their longest row (FINDINGS 6), or
     # with XLA to the bucket's width: few widths, few compilations.
     bucket_boundaries: tuple = (12, 20, 32)
-    shuffle_buffer: int = 100_000
     # `task="custom"`: your own files, CSV / TSV (with a header row) or JSON
     # Lines, told apart by extension, and the names of their columns.
     train_file: Optional[str] = None
@@ -130,6 +129,9 @@ class RunConfig:
     # compare heads and losses on one teacher); its data, backbone and
     # teacher settings must equal this run's.
     teacher_from: Optional[str] = None
+    # tf.distribute: default, mirrored, multi_worker (TF_CONFIG) or tpu (at `tpu`).
+    strategy: str = "default"
+    tpu: Optional[str] = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -161,6 +163,12 @@ class RunConfig:
         _check_choice("distill.layer_weights", self.distill.layer_weights, ("uniform", "learned"))
         _check_choice("model.head", self.model.head, ("mlp", "attention"))
         _check_choice("model.gelu", self.model.gelu, ("auto", "exact", "tanh"))
+        _check_choice("strategy", self.strategy, ("default", "mirrored", "multi_worker", "tpu"))
+        if self.strategy != "default" and self.distill.emd_solver == "exact":
+            raise UserInputError(
+                "distill.emd_solver=exact runs POT in Python on the host and cannot run under "
+                f"strategy={self.strategy}: use --emd_solver=sinkhorn (native TF ops)."
+            )
         for name, value in (
             ("data.batch_size", self.data.batch_size),
             ("data.eval_batch_size", self.data.eval_batch_size),
@@ -179,7 +187,6 @@ class RunConfig:
         checks = (
             ("data.max_train_examples", d.max_train_examples, d.max_train_examples is None or d.max_train_examples >= 1, "None or at least 1"),
             ("data.max_eval_examples", d.max_eval_examples, d.max_eval_examples is None or d.max_eval_examples >= 1, "None or at least 1"),
-            ("data.shuffle_buffer", d.shuffle_buffer, d.shuffle_buffer >= 1, "at least 1"),
             ("data.bucket_boundaries", d.bucket_boundaries,
              all(b > 0 for b in d.bucket_boundaries) and list(d.bucket_boundaries) == sorted(set(d.bucket_boundaries)),
              "positive and strictly increasing"),
@@ -211,10 +218,16 @@ def _check_choice(name, value, choices):
         raise UserInputError(f"{name}={value!r} is not one of {', '.join(choices)}.")
 
 
+# Fields of earlier versions that no longer do anything: ignored when read,
+# so that older run folders still load.
+RETIRED_FIELDS = ("data.shuffle_buffer",)
+
+
 def _build(cls, values, path):
     """Builds dataclass `cls` from a nested dict, naming unknown keys."""
     if not isinstance(values, dict):
         raise UserInputError(f"config section {path or '<root>'} must be an object.")
+    values = {k: v for k, v in values.items() if path + k not in RETIRED_FIELDS}
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))

@@ -47,6 +47,8 @@ flags.DEFINE_integer("seed", None, "Random seed.")
 flags.DEFINE_bool("jit_compile", None, "XLA for the train steps (--nojit_compile: off).")
 flags.DEFINE_integer("checkpoint_every_steps", None, "Save resumable state every N steps.")
 flags.DEFINE_string("teacher_from", None, "Reuse the fine-tuned teacher of this run folder.")
+flags.DEFINE_string("strategy", None, "tf.distribute: default, mirrored, multi_worker (TF_CONFIG) or tpu.")
+flags.DEFINE_string("tpu", None, "--strategy=tpu: the TPU's name or grpc:// address.")
 
 # flag -> dotted config field it overrides.
 OVERRIDES = {
@@ -75,6 +77,8 @@ OVERRIDES = {
     "jit_compile": "jit_compile",
     "checkpoint_every_steps": "checkpoint_every_steps",
     "teacher_from": "teacher_from",
+    "strategy": "strategy",
+    "tpu": "tpu",
 }
 
 

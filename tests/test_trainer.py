@@ -132,3 +132,66 @@ def test_a_pair_task_trains_and_reports_its_metrics(glue_dir, tmp_path):
     assert report["dev"]["metric"] == "accuracy"
     assert set(report["dev"]["all"]) == {"accuracy", "f1"}
     assert report["sweep"][0]["metric"] == report["dev"]["teacher"]  # speed 0 runs the teacher
+
+
+def test_a_nan_loss_stops_the_stage_and_keeps_the_last_good_checkpoint(glue_dir, tmp_path, monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    from msbert_tf.training.callbacks import TrainingDiverged
+
+    class NaNFromStepFive(keras.losses.SparseCategoricalCrossentropy):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.steps = tf.Variable(0)
+
+        def call(self, y_true, y_pred):
+            self.steps.assign_add(1)
+            return super().call(y_true, y_pred) * tf.where(self.steps >= 5, float("nan"), 1.0)
+
+    monkeypatch.setattr(keras.losses, "SparseCategoricalCrossentropy", NaNFromStepFive)
+    path = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"stage teacher: the loss became nan at step 5 \(batch 2 of part 2\)"):
+        _run(tiny_config(glue_dir), path)
+    # Part 1 (steps 1-3) is the kept checkpoint; nothing of the NaN part was saved.
+    assert completed_epochs(str(path / "checkpoints" / "teacher")) == 1
+    monkeypatch.undo()
+    classifier = _run(tiny_config(glue_dir), path).classifier  # resumes from part 1
+    assert all(np.isfinite(w).all() for w in _weights(classifier.backbone))
+
+
+def test_mirrored_on_two_cpu_devices_matches_one_device(glue_dir, tmp_path):
+    """Same global batch split over two replicas: same losses and weights."""
+    import subprocess
+    import sys
+
+    code = f"""
+import json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from msbert_tf.training import trainer
+from tests.conftest import tiny_config
+out = {{}}
+for strategy in ("default", "mirrored"):
+    config = tiny_config({glue_dir!r})
+    config.jit_compile, config.model.dropout, config.strategy = False, 0.0, strategy
+    result = trainer.train(config, {str(tmp_path)!r} + "/" + strategy, verbose=0)
+    c = result.classifier
+    out[strategy] = {{
+        "replicas": tf.distribute.get_strategy().num_replicas_in_sync,
+        "losses": {{s: v["loss_per_part"] for s, v in result.stages.items()}},
+        "weights": [w.numpy().ravel().tolist() for w in c.teacher_dense.weights + c.exit_heads[0].weights],
+    }}
+    if strategy == "mirrored":
+        out["mirrored_replicas"] = trainer.make_strategy("mirrored").num_replicas_in_sync
+print(json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["mirrored_replicas"] == 2
+    one, two = out["default"], out["mirrored"]
+    for stage in ("teacher", "distill"):
+        np.testing.assert_allclose(one["losses"][stage], two["losses"][stage], rtol=1e-4)
+    for a, b in zip(one["weights"], two["weights"]):
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -92,10 +92,9 @@ def _trimmer(widths=None):
 
 
 def train_dataset(
-    split, batch_size, bucket_boundaries, seed, shuffle_buffer=100_000, skip_batches=0,
-    pad_to_bucket_boundary=False,
+    split, batch_size, bucket_boundaries, seed, skip_batches=0, pad_to_bucket_boundary=False,
 ):
-    """Endless shuffled batches of similar lengths; deterministic for a seed.
+    """Endless batches of similar lengths, each epoch fully shuffled; deterministic for a seed.
 
     `skip_batches` resumes the stream where an interrupted run left it;
     `pad_to_bucket_boundary` pads to the bucket's width instead of the
@@ -103,10 +102,23 @@ def train_dataset(
     """
     max_len = split.features["token_ids"].shape[1]
     boundaries = [b for b in bucket_boundaries if b < max_len]
-    dataset = tf.data.Dataset.from_tensor_slices((split.features, split.labels))
-    dataset = dataset.shuffle(
-        min(shuffle_buffer, len(split)), seed=seed, reshuffle_each_iteration=True
-    ).repeat()
+    features = {key: tf.constant(value) for key, value in split.features.items()}
+    labels = tf.constant(split.labels)
+    size = len(split)
+
+    def epoch_order(epoch):
+        # Stateless: epoch e's order depends on (seed, e) alone, so every
+        # iterator over this dataset yields the same stream. (A `shuffle`
+        # with reshuffling shares its seed state between iterators: Keras
+        # peeking a batch under a tf.distribute strategy shifted the order.)
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(size, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    dataset = tf.data.Dataset.counter().flat_map(epoch_order).map(
+        lambda i: ({key: tf.gather(value, i) for key, value in features.items()}, tf.gather(labels, i))
+    )
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda x, y: tf.reduce_sum(x["padding_mask"]),
         bucket_boundaries=boundaries,

@@ -18,7 +18,7 @@ import os
 from msbert_tf.errors import UserInputError
 
 # Fields that change nothing already trained: a resumed run may differ here.
-RESUMABLE_FIELDS = ("data.max_eval_examples", "data.eval_batch_size")
+RESUMABLE_FIELDS = ("data.max_eval_examples", "data.eval_batch_size", "strategy", "tpu")
 
 
 def _flatten(values, prefix=""):

@@ -58,4 +58,6 @@ class DistillationModel(keras.Model):
         for name, value in parts.items():
             if name in self.part_trackers:
                 self.part_trackers[name].update_state(value)
-        return parts["loss"]
+        # Replicas' gradients are summed: like Keras' compiled losses, divide
+        # by their number so that the step equals one device's on the batch.
+        return parts["loss"] / tf.distribute.get_strategy().num_replicas_in_sync

@@ -16,7 +16,6 @@ import dataclasses
 import math
 import os
 import shutil
-import time
 
 import keras
 from absl import logging
@@ -27,7 +26,9 @@ from msbert_tf.losses.distill import DistillationLoss
 from msbert_tf.models.backbone import load_backbone
 from msbert_tf.models.classifier import MSBertClassifier
 from msbert_tf.training import run_dir as run_dir_lib
+from msbert_tf.training.callbacks import LossGuard, ThroughputMeter
 from msbert_tf.training.stage_models import DistillationModel, TeacherModel
+from msbert_tf.training.strategy import make_strategy
 
 
 @dataclasses.dataclass
@@ -37,28 +38,6 @@ class TrainResult:
     task: tasks.TaskSpec
     dev_split: pipeline.EncodedSplit
     stages: dict
-
-
-class ThroughputMeter(keras.callbacks.Callback):
-    """Examples per second of the train steps, leaving out the first (tracing)."""
-
-    def __init__(self, batch_size):
-        super().__init__()
-        self.batch_size = batch_size
-        self.times = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter())
-
-    def summary(self):
-        if len(self.times) < 2:
-            return {"steps": len(self.times)}
-        seconds = self.times[-1] - self.times[0]
-        return {
-            "steps": len(self.times),
-            "seconds": round(seconds, 2),
-            "examples_per_second": round((len(self.times) - 1) * self.batch_size / seconds, 1),
-        }
 
 
 def build_classifier(config, task):
@@ -120,16 +99,14 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
     )
     dataset = pipeline.train_dataset(
         split, batch_size, config.data.bucket_boundaries, seed=config.seed,
-        shuffle_buffer=config.data.shuffle_buffer, skip_batches=done * steps_per_chunk,
+        skip_batches=done * steps_per_chunk,
         pad_to_bucket_boundary=jit_compile,
     )
     model.compile(
         optimizer=_optimizer(stage_config, chunks * steps_per_chunk),
         loss=loss, metrics=metrics, jit_compile=jit_compile,
     )
-    # Variables must exist before BackupAndRestore loads into them. Built
-    # from the arrays, not from `dataset`: a second iterator's prefetching
-    # would advance the shared reshuffle seed and change fit's data order.
+    # Variables must exist before BackupAndRestore loads into them.
     model({key: value[:batch_size] for key, value in split.features.items()})
     meter = ThroughputMeter(batch_size)
     model.fit(
@@ -144,6 +121,9 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
             ),
             keras.callbacks.TensorBoard(run.log_dir(name)),
             meter,
+            # After BackupAndRestore in the list, but it raises mid-part, before
+            # any save: the last checkpoint holds the last finite weights.
+            LossGuard(name, steps_per_chunk, run.checkpoint_dir(name)),
         ],
         verbose=verbose,
     )
@@ -152,7 +132,7 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
 
 # Settings that make two teachers the same; the heads and stage 2 may differ.
 TEACHER_FIELDS = ("data.task", "data.max_seq_length", "data.batch_size", "data.max_train_examples",
-                  "data.bucket_boundaries", "data.shuffle_buffer", "model.backbone", "model.gelu",
+                  "data.bucket_boundaries", "model.backbone", "model.gelu",
                   "model.num_layers", "model.strip_accents", "model.dropout", "model.random_backbone",
                   "teacher", "seed", "checkpoint_every_steps")
 
@@ -195,6 +175,12 @@ def train(config, output_dir, verbose="auto"):
     run = run_dir_lib.RunDir(output_dir)
     run.claim(config)
     keras.utils.set_random_seed(config.seed)
+    # Every variable (model, loss, optimizer) is made under the strategy.
+    with make_strategy(config.strategy, config.tpu).scope():
+        return _train_stages(config, task, run, verbose)
+
+
+def _train_stages(config, task, run, verbose):
     classifier, preprocessor = build_classifier(config, task)
     train_split, dev_split = load_splits(config, task, preprocessor)
     stages = run.load_stages()

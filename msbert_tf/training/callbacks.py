@@ -1,0 +1,70 @@
+"""Callbacks of every training stage: throughput and loss record, and a NaN guard."""
+
+import math
+import time
+
+import keras
+
+from msbert_tf.errors import UserInputError
+
+
+class TrainingDiverged(UserInputError):
+    """The loss stopped being finite; the last checkpoint is untouched."""
+
+
+class ThroughputMeter(keras.callbacks.Callback):
+    """Examples per second of the train steps (leaving out the first, tracing)
+    and the mean loss of each part."""
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+        self.times = []
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and "loss" in logs:
+            self.losses.append(round(float(logs["loss"]), 6))
+
+    def summary(self):
+        if len(self.times) < 2:
+            return {"steps": len(self.times), "loss_per_part": self.losses}
+        seconds = self.times[-1] - self.times[0]
+        return {
+            "steps": len(self.times),
+            "seconds": round(seconds, 2),
+            "examples_per_second": round((len(self.times) - 1) * self.batch_size / seconds, 1),
+            "loss_per_part": self.losses,
+        }
+
+
+class LossGuard(keras.callbacks.Callback):
+    """Stops a stage at the first non-finite loss, naming the step.
+
+    It raises inside the batch, so no checkpoint is written after it: the
+    stage's checkpoint folder keeps the last part that trained finitely.
+    """
+
+    def __init__(self, stage, steps_per_part, checkpoint_dir):
+        super().__init__()
+        self.stage = stage
+        self.steps_per_part = steps_per_part
+        self.checkpoint_dir = checkpoint_dir
+        self.part = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.part = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            step = self.part * self.steps_per_part + batch + 1
+            raise TrainingDiverged(
+                f"stage {self.stage}: the loss became {loss} at step {step} (batch {batch + 1} of "
+                f"part {self.part + 1}); training stopped and the last good checkpoint in "
+                f"{self.checkpoint_dir} is kept. Lower the learning rate (a new --output_dir, or "
+                "--teacher_from to keep a finished teacher) or check the data of that batch."
+            )
