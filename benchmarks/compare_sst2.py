@@ -29,16 +29,39 @@ flags.DEFINE_list("static_layers", ["1", "2", "3"], "k of the static first-k-lay
 flags.DEFINE_float("max_drop", 0.5, "Metric drop for the chosen point.")
 FLAGS = flags.FLAGS
 
-# name -> (head, distill loss, emd solver)
+# name -> (head, distill loss, emd solver), in the order they run: the
+# comparison is written after each, so a cut-short run still reports.
 VARIANTS = {
     "ms-bert attention sinkhorn": ("attention", "emd", "sinkhorn"),
-    "ms-bert attention exact": ("attention", "emd", "exact"),
-    "ms-bert mlp sinkhorn": ("mlp", "emd", "sinkhorn"),
     "fastbert kl attention": ("attention", "kl", "sinkhorn"),
-    "fastbert kl mlp": ("mlp", "kl", "sinkhorn"),
     "deebert ce attention": ("attention", "ce", "sinkhorn"),
+    "ms-bert mlp sinkhorn": ("mlp", "emd", "sinkhorn"),
+    "fastbert kl mlp": ("mlp", "kl", "sinkhorn"),
     "deebert ce mlp": ("mlp", "ce", "sinkhorn"),
+    "ms-bert attention exact": ("attention", "emd", "exact"),
 }
+DROPS = (0.5, 1.5)
+
+
+def write_comparison(rows, curves, teacher_metric):
+    write_atomically(os.path.join(FLAGS.output_dir, "compare.json"),
+                     json.dumps({"teacher": teacher_metric, "rows": rows, "curves": curves}, indent=2))
+    report.plot_tradeoff(curves, teacher_metric, os.path.join(FLAGS.output_dir, "compare.png"))
+    lines = [f"Teacher dev accuracy: {teacher_metric}", "",
+             "| variant | per-exit dev accuracy, layers 1-L | " + " | ".join(f"FLOPs speed-up within {d} pt" for d in DROPS)
+             + " | stage 2 examples/s |",
+             "|---|---|" + "---|" * len(DROPS) + "---|"]
+    for row in rows:
+        if "dev" in row:
+            ups = [(choose_speed(curves[row["variant"]], teacher_metric, d) or {}).get("flops_speedup", "-") for d in DROPS]
+            lines.append(f"| {row['variant']} | {' / '.join(f'{v:.1f}' for v in row['dev']['exits'])} | "
+                         + " | ".join(f"{u}x" for u in ups)
+                         + f" | {row['stages'].get('distill', {}).get('examples_per_second', '-')} |")
+        else:
+            lines.append(f"| {row['variant']} | {row['dev_metric']:.1f} (all {row['layers']} layers) | "
+                         + " | ".join("-" for _ in DROPS) + f" | {row['layer_ratio_speedup']:.2f}x by layers |")
+    write_atomically(os.path.join(FLAGS.output_dir, "compare.md"), "\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
 
 
 def main(argv):
@@ -53,38 +76,25 @@ def main(argv):
         result = train(config, os.path.join(FLAGS.output_dir, name.replace(" ", "_")))
         per_exit = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size)
         teacher_metric, full_layers = per_exit["teacher"], result.classifier.num_layers
-        rules = rules_for("entropy", DEFAULT_SPEEDS)
-        curves[name] = sweep(result.classifier, result.dev_split, rules)
-        if name.startswith("fastbert kl attention"):
+        curves[name] = sweep(result.classifier, result.dev_split, rules_for("entropy", DEFAULT_SPEEDS))
+        if name == "fastbert kl attention":
             curves["pabee patience (kl attention)"] = sweep(
-                result.classifier, result.dev_split, rules_for("patience", num_layers=result.classifier.num_layers)
+                result.classifier, result.dev_split, rules_for("patience", num_layers=full_layers)
             )
-        rows.append({"variant": name, "dev": per_exit, "stages": result.stages,
-                     "chosen": choose_speed(curves[name], teacher_metric, FLAGS.max_drop)})
+        rows.append({"variant": name, "dev": per_exit, "stages": result.stages})
+        write_comparison(rows, curves, teacher_metric)
     for k in map(int, FLAGS.static_layers):
         config = copy.deepcopy(base)
         config.model.num_layers, config.distill.epochs = k, 0
         result = train(config, os.path.join(FLAGS.output_dir, f"static_{k}_layers"))
         metric = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size)["teacher"]
-        speedup = full_layers / k
+        full_layers = full_layers or base.model.num_layers or 6
         curves.setdefault("static first-k layers", []).append(
-            {"metric": metric, "flops_speedup": round(speedup, 3), "speed": None}
+            {"metric": metric, "flops_speedup": round(full_layers / k, 3), "speed": None}
         )
-        rows.append({"variant": f"static {k} layers", "dev_metric": metric, "layer_ratio_speedup": speedup})
-    write_atomically(os.path.join(FLAGS.output_dir, "compare.json"), json.dumps({"rows": rows, "curves": curves}, indent=2))
-    report.plot_tradeoff(curves, teacher_metric, os.path.join(FLAGS.output_dir, "compare.png"))
-    lines = ["| variant | per-exit dev accuracy | chosen speed | accuracy | FLOPs speed-up |", "|---|---|---|---|---|"]
-    for row in rows:
-        if "dev" in row:
-            c = row["chosen"] or {}
-            lines.append(
-                f"| {row['variant']} | {' / '.join(f'{v:.1f}' for v in row['dev']['exits'])} | "
-                f"{c.get('speed', '-')} | {c.get('metric', '-')} | {c.get('flops_speedup', '-')} |"
-            )
-        else:
-            lines.append(f"| {row['variant']} | {row['dev_metric']:.1f} | - | - | {row['layer_ratio_speedup']:.2f} (layers) |")
-    write_atomically(os.path.join(FLAGS.output_dir, "compare.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+        rows.append({"variant": f"static {k} layers", "dev_metric": metric, "layers": k,
+                     "layer_ratio_speedup": full_layers / k})
+        write_comparison(rows, curves, teacher_metric)
 
 
 if __name__ == "__main__":
