@@ -195,3 +195,14 @@ print(json.dumps(out))
         np.testing.assert_allclose(one["losses"][stage], two["losses"][stage], rtol=1e-4)
     for a, b in zip(one["weights"], two["weights"]):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_unsupported_strategies_fail_before_training(glue_dir, tmp_path):
+    config = tiny_config(glue_dir)
+    config.strategy = "multi_worker"
+    with pytest.raises(UserInputError, match="multi_worker is not supported yet"):
+        _run(config, tmp_path / "run")
+    config.strategy, config.distill.emd_solver = "mirrored", "exact"
+    with pytest.raises(UserInputError, match="cannot run under strategy=mirrored"):
+        _run(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "teacher.weights.h5").exists()

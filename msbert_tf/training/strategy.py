@@ -3,7 +3,12 @@
 - `default`: one device (TF's default strategy);
 - `mirrored`: every local GPU, or every logical CPU device when there is no
   GPU (tests split the CPU into two logical devices);
-- `multi_worker`: `MultiWorkerMirroredStrategy`, the cluster read from `TF_CONFIG`;
+- `multi_worker`: refused for now. Keras 3.15's `fit` under
+  `MultiWorkerMirroredStrategy` fails before the first step (it peeks a batch
+  and `strategy.reduce`s the feature dict, which that strategy cannot:
+  "Attempt to convert a value ({'token_ids': PerReplica...}) to a Tensor",
+  seen here with two workers on localhost). It needs the custom
+  `strategy.run` loop of issue 6;
 - `tpu`: `TPUStrategy` on the TPU at `RunConfig.tpu` (a name or grpc:// address).
 
 `data.batch_size` is the global batch: Keras splits each batch across the
@@ -31,7 +36,11 @@ def make_strategy(name, tpu=None):
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         return tf.distribute.MirroredStrategy(devices or [d.name for d in tf.config.list_logical_devices("CPU")])
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        raise UserInputError(
+            "--strategy=multi_worker is not supported yet: Keras 3's fit fails under "
+            "MultiWorkerMirroredStrategy (it cannot reduce the batch it peeks); use mirrored "
+            "(all devices of one machine) until the custom training loop lands."
+        )
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
