@@ -95,7 +95,7 @@ def read_trec(task, path, skip_unknown=False):
         try:
             lines = f.read().splitlines()
         except UnicodeDecodeError as e:
-            raise UserInputError(f"{path} is not UTF-8 text ({e}).") from None
+            raise _not_utf8(path, e) from None
     for line, row in enumerate(lines, start=1):
         if not row.strip():
             continue
@@ -145,7 +145,7 @@ def _custom_rows(task, path):
                     raise UserInputError(f"{path}, line {line}: the row has a different number of columns than the header.")
                 yield line, row
         except UnicodeDecodeError as e:
-            raise UserInputError(f"{path} is not UTF-8 text ({e}).") from None
+            raise _not_utf8(path, e) from None
 
 
 def _json_row(text, path, line):
@@ -208,6 +208,13 @@ def resolve_task(data):
 
 
 def read_glue_tsv(task, path):
+    try:
+        return _read_glue_tsv(task, path)
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+
+
+def _read_glue_tsv(task, path):
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = list(task.header) if task.header else next(rows, None)
@@ -284,6 +291,10 @@ def examples_from_records(task, records, source, source_label_names=None):
         labels=np.asarray(labels, dtype=np.int32),
         text_b=text_b if task.tfds_text_pair_key else None,
     )
+
+
+def _not_utf8(path, error):
+    return UserInputError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8.")
 
 
 def _text(value, path, line):
