@@ -201,3 +201,28 @@ def test_trec50_skips_an_unknown_label_only_in_training(tmp_path, caplog):
     assert "line 2: label 'NUM:How'" in caplog.text
     with pytest.raises(UserInputError, match="line 2: label 'NUM:How' is not in the label set"):
         readers.read_split(trec50, "dev", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "name, header, row, expected",
+    [
+        ("qnli", "index\tquestion\tsentence\tlabel", "0\tWho?\tHe did.\tentailment", ("Who?", "He did.", 0)),
+        ("qqp", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "0\t1\t2\tWhy?\tHow come?\t1", ("Why?", "How come?", 1)),
+        ("mnli", "index\tgenre\tsentence1\tsentence2\tlabel1\tgold_label",
+         "0\tfiction\tA man sleeps.\tNobody sleeps.\tcontradiction\tcontradiction", ("A man sleeps.", "Nobody sleeps.", 2)),
+    ],
+)
+def test_registered_glue_layouts_without_shared_files(tmp_path, name, header, row, expected):
+    task = tasks.get_task(name)
+    folder = tmp_path / task.glue_dir
+    folder.mkdir()
+    (folder / task.dev_file).write_text(f"{header}\n{row}\n")
+    examples = readers.read_split(task, "dev", str(tmp_path))
+    assert (examples.text_a[0], examples.text_b[0], int(examples.labels[0])) == expected
+
+
+def test_mnli_has_matched_and_mismatched_dev_sets():
+    matched, mismatched = tasks.get_task("mnli"), tasks.get_task("mnli_mismatched")
+    assert (matched.dev_file, mismatched.dev_file) == ("dev_matched.tsv", "dev_mismatched.tsv")
+    assert (matched.tfds_dev_split, mismatched.tfds_dev_split) == ("validation_matched", "validation_mismatched")
+    assert matched.num_labels == 3
