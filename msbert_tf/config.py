@@ -177,6 +177,11 @@ class RunConfig:
         ):
             if value < 1:
                 raise UserInputError(f"{name} must be at least 1, got {value}.")
+        if not all(isinstance(b, int) and not isinstance(b, bool) for b in self.data.bucket_boundaries):
+            raise UserInputError(f"data.bucket_boundaries must be integers, got {list(self.data.bucket_boundaries)}.")
+        names = self.data.label_names
+        if names is not None and (len(names) < 2 or not all(isinstance(n, str) for n in names)):
+            raise UserInputError(f"data.label_names must be 2 or more strings, got {list(names)}.")
         if self.data.task == "custom" and not (self.data.train_file and self.data.dev_file):
             raise UserInputError(
                 "--task=custom needs --train_file and --dev_file (CSV, TSV or JSON Lines)."

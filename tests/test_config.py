@@ -63,3 +63,16 @@ def test_every_preset_loads_and_names_a_task(path):
         config = RunConfig.from_dict(json.load(f))
     config.validate()
     assert get_task(config.data.task).name == os.path.basename(path)[: -len(".json")]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"data": {"label_names": [0, 1]}}, "label_names must be 2 or more strings"),
+        ({"data": {"label_names": ["only"]}}, "label_names must be 2 or more strings"),
+        ({"data": {"bucket_boundaries": ["12"]}}, "bucket_boundaries must be integers"),
+    ],
+)
+def test_list_fields_are_checked_element_by_element(values, message):
+    with pytest.raises(UserInputError, match=message):
+        RunConfig.from_dict(values).validate()

@@ -97,6 +97,11 @@ def test_runner_rejects_a_damaged_bundle(exported, tmp_path):
         f.write(b"\0\1\2\3")
     with pytest.raises(UserInputError, match="stage_2.tflite .*checksum"):
         LiteRTRunner(str(copy))
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["sha256"]["stage_2.tflite"]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(UserInputError, match=r"no checksum for \['stage_2.tflite'\]"):
+        LiteRTRunner(str(copy))
 
 
 def test_saved_model_in_a_fresh_process_equals_the_python_predictor(exported):
@@ -114,6 +119,11 @@ def test_saved_model_in_a_fresh_process_equals_the_python_predictor(exported):
         "    res[t] = {k: v.numpy().tolist() for k, v in o.items() if k != 'label'}\n"
         "o = m.signatures['serving_default'](text=tf.constant(texts))\n"
         "res['default'] = o['exit_layer'].numpy().tolist()\n"
+        "try:\n"
+        "    m.signatures['classify'](text=tf.constant(texts), threshold=tf.constant(1.5, tf.float64))\n"
+        "    res['out_of_range'] = 'accepted'\n"
+        "except tf.errors.InvalidArgumentError as e:\n"
+        "    res['out_of_range'] = 'threshold must be in [0, 1]' in str(e)\n"
         "print(json.dumps({'modules': sorted(k for k in sys.modules if k.split('.')[0] in ('keras_hub', 'msbert_tf')), 'res': res}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts), capture_output=True, text=True, timeout=300)
@@ -127,6 +137,7 @@ def test_saved_model_in_a_fresh_process_equals_the_python_predictor(exported):
         assert got["res"][t]["label_id"] == [int(w["label"]) for w in want]
         np.testing.assert_allclose(got["res"][t]["probabilities"], [w["probabilities"] for w in want], atol=1e-5)
     assert got["res"]["default"] == got["res"]["0.5"]["exit_layer"]
+    assert got["res"]["out_of_range"] is True
 
 
 def test_saved_model_cli_lists_the_signatures(exported):

@@ -160,3 +160,19 @@ def test_wall_clock_times_both_paths(tiny_classifier):
     clock = WallClock(classifier, split, batch_size=4)
     assert len(clock.batches) == 3 and clock.teacher_seconds > 0
     assert clock.speedup(ExitRule("entropy", 1.0)) > 0
+
+
+def test_another_rule_than_the_chosen_one_needs_its_own_threshold(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from msbert_tf.errors import UserInputError
+    from msbert_tf.inference.predict import default_rule
+    from msbert_tf.training.run_dir import RunDir
+
+    (tmp_path / "exit_threshold.json").write_text(json.dumps({"uncertainty": "patience", "speed": 0.0, "patience": 2}))
+    trained = SimpleNamespace(run=RunDir(str(tmp_path)), classifier=SimpleNamespace(num_labels=2))
+    with pytest.raises(UserInputError, match="with --uncertainty=entropy pass --speed"):
+        default_rule(trained, uncertainty="entropy")
+    assert default_rule(trained, speed=0.4, uncertainty="entropy") == ExitRule("entropy", 0.4, 2, 2)
+    assert default_rule(trained).kind == "patience"

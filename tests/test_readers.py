@@ -128,7 +128,7 @@ def test_tfds_labels_are_mapped_by_name_when_the_names_are_the_tasks():
     trec = tasks.get_task("trec6")
     # A source whose ids order the same names differently.
     source_names = ["DESC", "ENTY", "ABBR", "HUM", "NUM", "LOC"]
-    records = [{"description": b"Who was Galileo ?", "label-coarse": 3}]
+    records = [{"text": b"Who was Galileo ?", "label-coarse": 3}]
     examples = readers.examples_from_records(trec, records, "TFDS trec", source_label_names=source_names)
     assert trec.label_names[examples.labels[0]] == "HUM"
 
@@ -226,3 +226,23 @@ def test_mnli_has_matched_and_mismatched_dev_sets():
     assert (matched.dev_file, mismatched.dev_file) == ("dev_matched.tsv", "dev_mismatched.tsv")
     assert (matched.tfds_dev_split, mismatched.tfds_dev_split) == ("validation_matched", "validation_mismatched")
     assert matched.num_labels == 3
+
+
+def test_custom_jsonl_values_are_checked_and_integer_labels_unified(tmp_path):
+    _, task = _custom(tmp_path, '{"text": "a", "label": 1}\n{"text": "b", "label": 1.0}\n{"text": "c", "label": 0}\n',
+                      suffix=".jsonl")
+    assert task.label_names == ("0", "1")  # 1 and 1.0 are one class
+    _, task = _custom(tmp_path, '{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n',
+                      '{"text": null, "label": 1}\n', suffix=".jsonl")
+    with pytest.raises(UserInputError, match="line 1: field 'text' is null, not a text"):
+        readers.read_split(task, "dev")
+
+
+def test_custom_tsv_keeps_quotes_as_text(tmp_path):
+    _, task = _custom(tmp_path, 'text\tlabel\n"quoted start\t1\nplain\t0\n', suffix=".tsv")
+    assert readers.read_split(task, "train").text_a == ['"quoted start', "plain"]
+
+
+def test_tasks_without_a_tfds_source_say_so():
+    with pytest.raises(UserInputError, match="trec50 has no TFDS source"):
+        readers.read_split(tasks.get_task("trec50"), "train", None)

@@ -206,3 +206,12 @@ def test_unsupported_strategies_fail_before_training(glue_dir, tmp_path):
     with pytest.raises(UserInputError, match="cannot run under strategy=mirrored"):
         _run(config, tmp_path / "run")
     assert not (tmp_path / "run" / "teacher.weights.h5").exists()
+
+
+def test_an_empty_training_file_is_refused_not_trained_forever(glue_dir, tmp_path):
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "train.tsv").write_text("sentence\tlabel\n")
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\ngood\t1\n")
+    config = tiny_config(str(tmp_path))
+    with pytest.raises(UserInputError, match="the sst2 training data has no rows"):
+        _run(config, tmp_path / "run")

@@ -91,7 +91,7 @@ def _layout(task):
 
 def read_trec(task, path, skip_unknown=False):
     text_a, labels = [], []
-    with open(path, encoding="utf-8", errors="strict") as f:
+    with open(path, encoding="utf-8-sig") as f:
         try:
             lines = f.read().splitlines()
         except UnicodeDecodeError as e:
@@ -133,14 +133,17 @@ def _custom_rows(task, path):
                     if text.strip():
                         yield line, _json_row(text, path, line)
                 return
-            rows = csv.DictReader(f, delimiter="," if kind == "csv" else "\t")
+            # TSV as GLUE writes it: tabs separate, quotes are text.
+            rows = (csv.DictReader(f) if kind == "csv"
+                    else csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
             missing = [c for c in _columns(task) if c not in (rows.fieldnames or [])]
             if missing:
                 raise UserInputError(
                     f"{path}: header {rows.fieldnames} lacks column(s) {missing}; name the columns "
                     "with --text_column, --text_pair_column and --label_column."
                 )
-            for line, row in enumerate(rows, start=2):
+            for row in rows:
+                line = rows.line_num  # the file's line, even where a quoted field spans lines
                 if None in row or None in row.values():
                     raise UserInputError(f"{path}, line {line}: the row has a different number of columns than the header.")
                 yield line, row
@@ -158,11 +161,17 @@ def _json_row(text, path, line):
     return row
 
 
-def _field(row, column, path, line):
+def _field(row, column, path, line, label=False):
+    """A text (a string) or a label (a string, or a JSON integer like 1 or 1.0) of a row."""
     if column not in row:
         raise UserInputError(f"{path}, line {line}: no {column!r} field (fields: {sorted(row)}).")
     value = row[column]
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        return value
+    if label and isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return str(int(value))
+    kind = "a label (a string or an integer)" if label else "a text (a string)"
+    raise UserInputError(f"{path}, line {line}: field {column!r} is {json.dumps(value)}, not {kind}.")
 
 
 def read_custom(task, path):
@@ -171,7 +180,7 @@ def read_custom(task, path):
         text_a.append(_text(_field(row, task.text_column, path, line), path, line))
         if task.text_pair_column:
             text_b.append(_text(_field(row, task.text_pair_column, path, line), path, line))
-        labels.append(_label_id(task, _field(row, task.label_column, path, line), path, line))
+        labels.append(_label_id(task, _field(row, task.label_column, path, line, label=True), path, line))
     if not labels:
         raise UserInputError(f"{path} has no rows.")
     return Examples(
@@ -184,7 +193,7 @@ def read_custom(task, path):
 def infer_label_names(task):
     """The label set of a custom task: every value in its training file, sorted
     (numerically when they are all integers)."""
-    names = {_field(row, task.label_column, task.train_file, line).strip()
+    names = {_field(row, task.label_column, task.train_file, line, label=True).strip()
              for line, row in _custom_rows(task, task.train_file)}
     if len(names) < 2:
         raise UserInputError(
@@ -251,6 +260,8 @@ def _read_glue_tsv(task, path):
 def read_tfds(task, split):
     import tensorflow_datasets as tfds
 
+    if task.tfds_name is None:
+        raise UserInputError(f"{task.name} has no TFDS source: pass --data_dir=<folder with its files>.")
     tfds_split = {"train": "train", "dev": task.tfds_dev_split}[split]
     try:
         dataset, info = tfds.load(task.tfds_name, split=tfds_split, with_info=True)
@@ -294,7 +305,8 @@ def examples_from_records(task, records, source, source_label_names=None):
 
 
 def _not_utf8(path, error):
-    return UserInputError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8.")
+    # `error.start` counts from the decoder's current chunk, not the file: not shown.
+    return UserInputError(f"{path} is not UTF-8 text ({error.reason}); save it as UTF-8.")
 
 
 def _text(value, path, line):

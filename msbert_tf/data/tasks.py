@@ -168,7 +168,7 @@ TASKS = {
         label_column="coarse",
         label_names=("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"),
         tfds_name="trec",
-        tfds_text_key="description",
+        tfds_text_key="text",
         tfds_label_key="label-coarse",
         tfds_dev_split="test",
     ),
@@ -192,10 +192,8 @@ TASKS = {
         "NUM:money", "NUM:ord", "NUM:other", "NUM:perc", "NUM:period", "NUM:speed", "NUM:temp",
         "NUM:volsize", "NUM:weight",
         ),
-        tfds_name="trec",
-        tfds_text_key="description",
-        tfds_label_key="label-fine",
-        tfds_dev_split="test",
+        # No TFDS source: TFDS `trec` names 47 fine labels without their
+        # coarse class (`desc`, `other` merged across classes).
         skip_unknown_train_labels=True,
     ),
 }

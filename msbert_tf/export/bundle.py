@@ -120,7 +120,12 @@ def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
         },
     }
     write_atomically(os.path.join(path, MANIFEST), json.dumps(manifest, indent=2))
-    _self_check(trained, path, quantize)
+    try:
+        _self_check(trained, path, quantize)
+    except Exception:
+        # Without its manifest the folder is not a bundle: no runner loads it.
+        os.remove(os.path.join(path, MANIFEST))
+        raise
     return path
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from msbert_tf.errors import UserInputError
 from msbert_tf.export import litert
-from msbert_tf.export.bundle import MANIFEST, sha256
+from msbert_tf.export.bundle import BUNDLE_VERSION, MANIFEST, sha256
 from msbert_tf.inference.uncertainty import ExitRule
 
 
@@ -29,7 +29,15 @@ def read_manifest(path):
             manifest = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise UserInputError(f"{path} is not an export bundle ({manifest_path}: {e}).") from None
-    for name, expected in manifest["sha256"].items():
+    if manifest.get("format") != "msbert-tf litert bundle" or manifest.get("version") != BUNDLE_VERSION:
+        raise UserInputError(
+            f"{manifest_path} is not a version-{BUNDLE_VERSION} msbert-tf bundle manifest; export it again."
+        )
+    checksums = manifest.get("sha256", {})
+    unlisted = [s["file"] for s in manifest.get("stages", []) if s["file"] not in checksums]
+    if unlisted or not manifest.get("stages"):
+        raise UserInputError(f"{manifest_path} lists no stages or no checksum for {unlisted}; export it again.")
+    for name, expected in checksums.items():
         file = os.path.join(path, name)
         if not os.path.exists(file) or sha256(file) != expected:
             raise UserInputError(

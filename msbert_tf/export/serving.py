@@ -78,6 +78,11 @@ def write_saved_model(classifier, preprocessor, label_names, rule, path):
     labels = tf.constant(list(label_names))
 
     def outputs(features, threshold):
+        # NaN fails both comparisons, so it is refused too.
+        tf.debugging.Assert(
+            tf.logical_and(threshold >= 0.0, threshold <= 1.0),
+            ["threshold must be in [0, 1] (0 runs every layer, 1 exits at the first); got", threshold],
+        )
         probs, exits = early_exit(classifier, features, threshold, rule.kind, rule.top_k)
         label_id = tf.argmax(probs, axis=-1, output_type=tf.int32)
         return {

@@ -26,6 +26,11 @@ def default_rule(trained, speed=None, uncertainty=None, top_k=None):
     if os.path.exists(path):
         with open(path) as f:
             chosen = json.load(f)
+    if uncertainty and chosen and uncertainty != chosen.get("uncertainty") and speed is None:
+        raise UserInputError(
+            f"the run's threshold was chosen for the {chosen.get('uncertainty')} rule; "
+            f"with --uncertainty={uncertainty} pass --speed as well."
+        )
     rule = ExitRule(
         kind=uncertainty or chosen.get("uncertainty") or "entropy",
         speed=chosen.get("speed", 0.0) if speed is None else speed,

@@ -4,6 +4,7 @@ import math
 import time
 
 import keras
+import numpy as np
 
 from msbert_tf.errors import UserInputError
 
@@ -45,7 +46,10 @@ class LossGuard(keras.callbacks.Callback):
     """Stops a stage at the first non-finite loss, naming the step.
 
     It raises inside the batch, so no checkpoint is written after it: the
-    stage's checkpoint folder keeps the last part that trained finitely.
+    stage's checkpoint folder keeps the last part that trained finitely. At
+    the end of each part it also checks the weights (a finite loss can come
+    with a non-finite update); listed before `BackupAndRestore`, it raises
+    before they are saved.
     """
 
     def __init__(self, stage, steps_per_part, checkpoint_dir):
@@ -57,6 +61,14 @@ class LossGuard(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.part = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = [w.path for w in self.model.trainable_weights if not np.all(np.isfinite(np.asarray(w)))]
+        if bad:
+            raise TrainingDiverged(
+                f"stage {self.stage}: weights {bad[:3]} are not finite after part {epoch + 1}; "
+                f"the checkpoint in {self.checkpoint_dir} still holds part {epoch}. Lower the learning rate."
+            )
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))

@@ -58,6 +58,9 @@ def load_splits(config, task, preprocessor):
     data = config.data
     train_examples = readers.read_split(task, "train", data.data_dir).take(data.max_train_examples)
     dev_examples = readers.read_split(task, "dev", data.data_dir).take(data.max_eval_examples)
+    for name, examples in (("training", train_examples), ("dev", dev_examples)):
+        if len(examples) == 0:
+            raise UserInputError(f"the {task.name} {name} data has no rows: check the file.")
     logging.info("%s: %d train and %d dev examples.", task.name, len(train_examples), len(dev_examples))
     return (
         pipeline.encode(train_examples, preprocessor, name=f"{task.name} train"),
@@ -114,6 +117,9 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
         epochs=chunks,
         steps_per_epoch=steps_per_chunk,
         callbacks=[
+            # First: it raises at a non-finite loss or weights before
+            # BackupAndRestore saves them, so the last checkpoint stays good.
+            LossGuard(name, steps_per_chunk, run.checkpoint_dir(name)),
             # Kept until the stage's weights are saved (the caller removes it):
             # a kill between the two must not lose the stage.
             keras.callbacks.BackupAndRestore(
@@ -121,9 +127,6 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
             ),
             keras.callbacks.TensorBoard(run.log_dir(name)),
             meter,
-            # After BackupAndRestore in the list, but it raises mid-part, before
-            # any save: the last checkpoint holds the last finite weights.
-            LossGuard(name, steps_per_chunk, run.checkpoint_dir(name)),
         ],
         verbose=verbose,
     )
@@ -131,7 +134,8 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
 
 
 # Settings that make two teachers the same; the heads and stage 2 may differ.
-TEACHER_FIELDS = ("data.task", "data.max_seq_length", "data.batch_size", "data.max_train_examples",
+TEACHER_FIELDS = ("data.task", "data.data_dir", "data.train_file", "data.text_column",
+                  "data.text_pair_column", "data.label_column", "data.label_names", "data.max_seq_length", "data.batch_size", "data.max_train_examples",
                   "data.bucket_boundaries", "model.backbone", "model.gelu",
                   "model.num_layers", "model.strip_accents", "model.dropout", "model.random_backbone",
                   "teacher", "seed", "checkpoint_every_steps")
