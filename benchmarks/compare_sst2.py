@@ -26,7 +26,7 @@ flags.DEFINE_string("teacher_run", None, "Run folder with a finished teacher (st
 flags.DEFINE_string("output_dir", None, "Where the variants' runs and the comparison go.")
 flags.DEFINE_list("variants", None, "Subset of variant names to run (default: all).")
 flags.DEFINE_list("static_layers", ["1", "2", "3"], "k of the static first-k-layers baselines.")
-flags.DEFINE_float("max_drop", 0.5, "Metric drop for the chosen point.")
+flags.DEFINE_bool("table_only", False, "Only rewrite compare.md / .png from --output_dir's compare.json.")
 FLAGS = flags.FLAGS
 
 # name -> (head, distill loss, emd solver), in the order they run: the
@@ -48,14 +48,17 @@ def write_comparison(rows, curves, teacher_metric):
                      json.dumps({"teacher": teacher_metric, "rows": rows, "curves": curves}, indent=2))
     report.plot_tradeoff(curves, teacher_metric, os.path.join(FLAGS.output_dir, "compare.png"))
     lines = [f"Teacher dev accuracy: {teacher_metric}", "",
-             "| variant | per-exit dev accuracy, layers 1-L | " + " | ".join(f"FLOPs speed-up within {d} pt" for d in DROPS)
+             "| variant | per-exit dev accuracy, layers 1-L | "
+             + " | ".join(f"within {d} pt: FLOPs (L / mean exit layer)" for d in DROPS)
              + " | stage 2 examples/s |",
              "|---|---|" + "---|" * len(DROPS) + "---|"]
     for row in rows:
         if "dev" in row:
-            ups = [(choose_speed(curves[row["variant"]], teacher_metric, d) or {}).get("flops_speedup", "-") for d in DROPS]
+            layers = len(row["dev"]["exits"])
+            points = [choose_speed(curves[row["variant"]], teacher_metric, d) for d in DROPS]
+            ups = [f"{p['flops_speedup']:.2f}x ({layers / p['mean_exit_layer']:.2f}x)" if p else "-" for p in points]
             lines.append(f"| {row['variant']} | {' / '.join(f'{v:.1f}' for v in row['dev']['exits'])} | "
-                         + " | ".join(f"{u}x" for u in ups)
+                         + " | ".join(ups)
                          + f" | {row['stages'].get('distill', {}).get('examples_per_second', '-')} |")
         else:
             lines.append(f"| {row['variant']} | {row['dev_metric']:.1f} (all {row['layers']} layers) | "
@@ -65,6 +68,10 @@ def write_comparison(rows, curves, teacher_metric):
 
 
 def main(argv):
+    if FLAGS.table_only:
+        with open(os.path.join(FLAGS.output_dir, "compare.json")) as f:
+            saved = json.load(f)
+        return write_comparison(saved["rows"], saved["curves"], saved["teacher"])
     base = RunDir(FLAGS.teacher_run).load_config()
     curves, rows, teacher_metric, full_layers = {}, [], None, None
     for name, (head, loss, solver) in VARIANTS.items():
