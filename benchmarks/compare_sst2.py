@@ -16,11 +16,12 @@ import os
 from absl import app, flags
 
 from msbert_tf import report
+from msbert_tf.data import pipeline, readers
 from msbert_tf.inference.evaluation import DEFAULT_SPEEDS, rules_for
 from msbert_tf.inference.exit_metrics import exit_metrics
 from msbert_tf.inference.sweep import choose_speed, sweep
 from msbert_tf.training.run_dir import RunDir, write_atomically
-from msbert_tf.training.trainer import train
+from msbert_tf.training.trainer import build_classifier, train
 
 flags.DEFINE_string("teacher_run", None, "Run folder with a finished teacher (stage 1).")
 flags.DEFINE_string("output_dir", None, "Where the variants' runs and the comparison go.")
@@ -90,12 +91,20 @@ def main(argv):
             )
         rows.append({"variant": name, "dev": per_exit, "stages": result.stages})
         write_comparison(rows, curves, teacher_metric)
+    if full_layers is None and FLAGS.static_layers:
+        # No variant ran: the teacher's depth and dev metric from its own weights.
+        task = readers.resolve_task(base.data)
+        classifier, preprocessor = build_classifier(base, task)
+        classifier.load_weights(RunDir(FLAGS.teacher_run).teacher_weights)
+        dev = readers.read_split(task, "dev", base.data.data_dir).take(base.data.max_eval_examples)
+        dev_split = pipeline.encode(dev, preprocessor, name=f"{task.name} dev")
+        teacher_metric = exit_metrics(classifier, dev_split, base.data.eval_batch_size)["teacher"]
+        full_layers = classifier.num_layers
     for k in map(int, FLAGS.static_layers):
         config = copy.deepcopy(base)
         config.model.num_layers, config.distill.epochs = k, 0
         result = train(config, os.path.join(FLAGS.output_dir, f"static_{k}_layers"))
         metric = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size)["teacher"]
-        full_layers = full_layers or base.model.num_layers or 6
         curves.setdefault("static first-k layers", []).append(
             {"metric": metric, "flops_speedup": round(full_layers / k, 3), "speed": None}
         )

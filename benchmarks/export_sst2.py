@@ -45,20 +45,6 @@ FLAGS = flags.FLAGS
 SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
 
 
-def chain_exit_probs(runner, encoded):
-    """E x L x N probabilities of every stage of the LiteRT chain, one example at a time."""
-    rows = []
-    for ids in encoded:
-        feed, probs = dict(ids), []
-        for stage in runner.stages:
-            out = stage(**feed)
-            probs.append(out["probabilities"][0])
-            if "hidden" in out:
-                feed = {"hidden_in": out["hidden"], "padding_mask": ids["padding_mask"]}
-        rows.append(probs)
-    return np.asarray(rows)
-
-
 def per_example_ms(run, encoded):
     for ids in encoded[:20]:  # warm-up: allocation, delegate set-up
         run(ids)
@@ -104,7 +90,8 @@ def main(argv):
     chains = {}
     for mode in FLAGS.quantize:
         runner = LiteRTRunner(os.path.join(FLAGS.output_dir, f"tflite_{mode}"))
-        chains[mode] = chain_exit_probs(runner, encoded)
+        # E x L x N: every stage of the chain, one example at a time.
+        chains[mode] = np.asarray([list(runner.stage_probabilities(ids)) for ids in encoded])
     float_probs = chains.get("none", keras_probs)
     pairs = [
         [simulate(p, ExitRule(rule.kind, speed, rule.top_k)) for p in (float_probs, keras_probs)]

@@ -75,18 +75,24 @@ class LiteRTRunner:
         ids = np.concatenate([[s["cls_token_id"]], pieces, [s["sep_token_id"]]]).astype(np.int32)[None]
         return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)}
 
+    def stage_probabilities(self, inputs):
+        """Runs the stages in order on one example (1 x T), yielding each exit's probabilities;
+        a caller that stops iterating runs no further stage."""
+        mask = np.asarray(inputs["padding_mask"], np.int32)
+        feed = {k: np.asarray(v, np.int32) for k, v in inputs.items()}
+        for stage in self.stages:
+            out = stage(**feed)
+            yield out["probabilities"][0]
+            if "hidden" in out:
+                feed = {"hidden_in": out["hidden"], "padding_mask": mask}
+
     def classify_ids(self, inputs, threshold=None):
         """Early exit on one example's arrays (1 x T), as the app runs it."""
         rule = self.rule if threshold is None else ExitRule(self.rule.kind, threshold, self.rule.top_k)
         rule.validate(len(self.manifest["labels"]))
-        mask = np.asarray(inputs["padding_mask"], np.int32)
-        feed = {k: np.asarray(v, np.int32) for k, v in inputs.items()}
-        for layer, stage in enumerate(self.stages):
-            out = stage(**feed)
-            probs = out["probabilities"][0]
+        for layer, probs in enumerate(self.stage_probabilities(inputs)):
             if layer == len(self.stages) - 1 or rule.uncertainty(probs) <= rule.speed:
                 break
-            feed = {"hidden_in": out["hidden"], "padding_mask": mask}
         label_id = int(np.argmax(probs))
         return {
             "label": self.manifest["labels"][label_id],
