@@ -1,10 +1,12 @@
-"""MS-BERT against its baselines on one teacher, SST-2 dev: table and plot.
+"""MS-BERT against its baselines on one teacher, any task's dev set: table and plot.
 
-    python benchmarks/compare_sst2.py --teacher_run=runs/sst2 --output_dir=runs/compare
+    python benchmarks/compare.py --teacher_run=runs/sst2 --output_dir=runs/compare
+    python benchmarks/compare.py --teacher_run=runs/trec50 --output_dir=runs/trec50_compare \
+        --variants="ms-bert attention sinkhorn,fastbert kl attention" --static_layers= --top_k=2,3,5
 
 Distils every variant below from the teacher of --teacher_run (which must
 have finished stage 1), sweeps the exit threshold on dev, adds the patience
-rule, and fine-tunes the static baselines (the first k layers of the same
+rule (and the top-K rule for each --top_k), and fine-tunes the static baselines (the first k layers of the same
 checkpoint, trained like the teacher). Writes compare.json, compare.md and
 compare.png into --output_dir; every variant is its own resumable run folder.
 """
@@ -27,6 +29,7 @@ flags.DEFINE_string("teacher_run", None, "Run folder with a finished teacher (st
 flags.DEFINE_string("output_dir", None, "Where the variants' runs and the comparison go.")
 flags.DEFINE_list("variants", None, "Subset of variant names to run (default: all).")
 flags.DEFINE_list("static_layers", ["1", "2", "3"], "k of the static first-k-layers baselines.")
+flags.DEFINE_list("top_k", [], "Also sweep the top-K rule with these K for every variant.")
 flags.DEFINE_bool("table_only", False, "Only rewrite compare.md / .png from --output_dir's compare.json.")
 FLAGS = flags.FLAGS
 
@@ -44,23 +47,29 @@ VARIANTS = {
 DROPS = (0.5, 1.5)
 
 
-def write_comparison(rows, curves, teacher_metric):
+def write_comparison(rows, curves, teacher_metric, metric):
     write_atomically(os.path.join(FLAGS.output_dir, "compare.json"),
-                     json.dumps({"teacher": teacher_metric, "rows": rows, "curves": curves}, indent=2))
+                     json.dumps({"teacher": teacher_metric, "metric": metric, "rows": rows, "curves": curves}, indent=2))
     report.plot_tradeoff(curves, teacher_metric, os.path.join(FLAGS.output_dir, "compare.png"))
-    lines = [f"Teacher dev accuracy: {teacher_metric}", "",
-             "| variant | per-exit dev accuracy, layers 1-L | "
+    lines = [f"Teacher dev {metric}: {teacher_metric}", "",
+             f"| variant | per-exit dev {metric}, layers 1-L | "
              + " | ".join(f"within {d} pt: FLOPs (L / mean exit layer)" for d in DROPS)
              + " | stage 2 examples/s |",
              "|---|---|" + "---|" * len(DROPS) + "---|"]
+    def speedups(curve, layers):
+        points = [choose_speed(curve, teacher_metric, d) for d in DROPS]
+        return " | ".join(f"{p['flops_speedup']:.2f}x ({layers / p['mean_exit_layer']:.2f}x)" if p else "-" for p in points)
+
     for row in rows:
         if "dev" in row:
             layers = len(row["dev"]["exits"])
-            points = [choose_speed(curves[row["variant"]], teacher_metric, d) for d in DROPS]
-            ups = [f"{p['flops_speedup']:.2f}x ({layers / p['mean_exit_layer']:.2f}x)" if p else "-" for p in points]
             lines.append(f"| {row['variant']} | {' / '.join(f'{v:.1f}' for v in row['dev']['exits'])} | "
-                         + " | ".join(ups)
+                         + speedups(curves[row["variant"]], layers)
                          + f" | {row['stages'].get('distill', {}).get('examples_per_second', '-')} |")
+            # The other exit rules swept on this variant's heads.
+            for name, curve in curves.items():
+                if name.startswith(row["variant"] + " top-") or name == f"pabee patience ({row['variant']})":
+                    lines.append(f"| {name} | (same heads) | {speedups(curve, layers)} | - |")
         else:
             lines.append(f"| {row['variant']} | {row['dev_metric']:.1f} (all {row['layers']} layers) | "
                          + " | ".join("-" for _ in DROPS) + f" | {row['layer_ratio_speedup']:.2f}x by layers |")
@@ -72,8 +81,10 @@ def main(argv):
     if FLAGS.table_only:
         with open(os.path.join(FLAGS.output_dir, "compare.json")) as f:
             saved = json.load(f)
-        return write_comparison(saved["rows"], saved["curves"], saved["teacher"])
+        return write_comparison(saved["rows"], saved["curves"], saved["teacher"], saved.get("metric", "accuracy"))
     base = RunDir(FLAGS.teacher_run).load_config()
+    task = readers.resolve_task(base.data)
+    metric = task.metrics[0]
     curves, rows, teacher_metric, full_layers = {}, [], None, None
     for name, (head, loss, solver) in VARIANTS.items():
         if FLAGS.variants and name not in FLAGS.variants:
@@ -82,35 +93,38 @@ def main(argv):
         config.model.head, config.distill.loss, config.distill.emd_solver = head, loss, solver
         config.teacher_from = FLAGS.teacher_run
         result = train(config, os.path.join(FLAGS.output_dir, name.replace(" ", "_")))
-        per_exit = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size)
+        per_exit = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size, task.metrics)
         teacher_metric, full_layers = per_exit["teacher"], result.classifier.num_layers
-        curves[name] = sweep(result.classifier, result.dev_split, rules_for("entropy", DEFAULT_SPEEDS))
+        curves[name] = sweep(result.classifier, result.dev_split, rules_for("entropy", DEFAULT_SPEEDS), metric=metric)
+        for k in map(int, FLAGS.top_k):
+            curves[f"{name} top-{k}"] = sweep(
+                result.classifier, result.dev_split, rules_for("topk", DEFAULT_SPEEDS, top_k=k), metric=metric
+            )
         if name == "fastbert kl attention":
-            curves["pabee patience (kl attention)"] = sweep(
-                result.classifier, result.dev_split, rules_for("patience", num_layers=full_layers)
+            curves[f"pabee patience ({name})"] = sweep(
+                result.classifier, result.dev_split, rules_for("patience", num_layers=full_layers), metric=metric
             )
         rows.append({"variant": name, "dev": per_exit, "stages": result.stages})
-        write_comparison(rows, curves, teacher_metric)
+        write_comparison(rows, curves, teacher_metric, metric)
     if full_layers is None and FLAGS.static_layers:
         # No variant ran: the teacher's depth and dev metric from its own weights.
-        task = readers.resolve_task(base.data)
         classifier, preprocessor = build_classifier(base, task)
         classifier.load_weights(RunDir(FLAGS.teacher_run).teacher_weights)
         dev = readers.read_split(task, "dev", base.data.data_dir).take(base.data.max_eval_examples)
         dev_split = pipeline.encode(dev, preprocessor, name=f"{task.name} dev")
-        teacher_metric = exit_metrics(classifier, dev_split, base.data.eval_batch_size)["teacher"]
+        teacher_metric = exit_metrics(classifier, dev_split, base.data.eval_batch_size, task.metrics)["teacher"]
         full_layers = classifier.num_layers
     for k in map(int, FLAGS.static_layers):
         config = copy.deepcopy(base)
         config.model.num_layers, config.distill.epochs = k, 0
         result = train(config, os.path.join(FLAGS.output_dir, f"static_{k}_layers"))
-        metric = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size)["teacher"]
+        static = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size, task.metrics)["teacher"]
         curves.setdefault("static first-k layers", []).append(
-            {"metric": metric, "flops_speedup": round(full_layers / k, 3), "speed": None}
+            {"metric": static, "flops_speedup": round(full_layers / k, 3), "speed": None}
         )
-        rows.append({"variant": f"static {k} layers", "dev_metric": metric, "layers": k,
+        rows.append({"variant": f"static {k} layers", "dev_metric": static, "layers": k,
                      "layer_ratio_speedup": full_layers / k})
-        write_comparison(rows, curves, teacher_metric)
+        write_comparison(rows, curves, teacher_metric, metric)
 
 
 if __name__ == "__main__":
