@@ -110,6 +110,9 @@ def main(argv):
     # Bad thresholds fail now, not after an hour of training.
     eval_flags.rules_from_flags(num_layers=2, num_labels=task.num_labels)
     result = train(config, FLAGS.output_dir)
+    if not result.chief:
+        logging.info("training done; the chief worker evaluates and writes the report.")
+        return
     rules = eval_flags.rules_from_flags(result.classifier.num_layers, task.num_labels)
     evaluation = evaluate(
         result.classifier, result.dev_split, rules, FLAGS.max_drop,

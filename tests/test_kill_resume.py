@@ -1,9 +1,11 @@
-"""A training process killed with SIGKILL resumes, with the same command, to the same report."""
+"""A training process killed with SIGKILL resumes, with the same command, to the same report;
+so does a run of two workers on localhost, which also trains like one worker."""
 
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,25 +25,36 @@ def _report(run_dir):
     return report["dev"], [(p["speed"], p["metric"], p["mean_exit_layer"]) for p in report["sweep"]]
 
 
-def _launch_and_kill(command, checkpoints):
-    """Starts `command`, SIGKILLs it once `checkpoints` holds 2 finished parts."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _launch_and_kill(command, checkpoints, envs=(None,)):
+    """Starts `command` (once per environment in `envs`), SIGKILLs every process
+    once `checkpoints` holds 2 finished parts."""
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env) for env in envs
+    ]
     deadline = time.time() + 300
-    while completed_epochs(checkpoints) < 2 and process.poll() is None and time.time() < deadline:
+    while completed_epochs(checkpoints) < 2 and processes[0].poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    assert processes[0].poll() is None, "the run ended before it could be killed"
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def _tiny_run_config(glue_dir, tmp_path, train_examples=320, **fields):
+    config = tiny_config(glue_dir)
+    # 320: 20 steps per stage, a checkpoint every 3
+    config.data.max_train_examples = train_examples
+    config.model.dropout = 0.0  # without dropout a resumed run is exact
+    config.jit_compile = False
+    for name, value in fields.items():
+        setattr(config, name, value)
+    path = tmp_path / f"config_{config.strategy}.json"
+    path.write_text(config.to_json())
+    return path
 
 
 def test_sigkill_in_each_stage_then_same_command_gives_the_same_report(glue_dir, tmp_path):
-    config = tiny_config(glue_dir)
-    config.data.max_train_examples = 320  # 20 steps per stage, a checkpoint every 3
-    config.model.dropout = 0.0  # without dropout a resumed run is exact
-    config.jit_compile = False
-    config_path = tmp_path / "config.json"
-    config_path.write_text(config.to_json())
-
+    config_path = _tiny_run_config(glue_dir, tmp_path)
     reference = tmp_path / "reference"
     done = subprocess.run(_command(config_path, reference), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -57,3 +70,47 @@ def test_sigkill_in_each_stage_then_same_command_gives_the_same_report(glue_dir,
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"stage distill: .* [1-9][0-9]* part\(s\) done before", done.stderr)
     assert _report(run_dir) == _report(reference)
+
+
+def _worker_environments(count):
+    ports = []
+    for _ in range(count):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    return [
+        {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        for i in range(count)
+    ]
+
+
+def test_two_workers_train_like_one_and_resume_after_sigkill(glue_dir, tmp_path):
+    """Same global batch over two worker processes: the same report as one
+    worker, after both were killed in stage 2 and started again."""
+    reference = tmp_path / "one_worker"
+    # 10 steps per stage: killed after 2 of its 4 parts.
+    single = subprocess.Popen(_command(_tiny_run_config(glue_dir, tmp_path, 160), reference),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "two_workers"
+    command = _command(_tiny_run_config(glue_dir, tmp_path, 160, strategy="multi_worker"), run_dir)
+    envs = _worker_environments(2)
+    _launch_and_kill(command, str(run_dir / "checkpoints" / "distill"), envs)
+    assert (run_dir / "teacher.weights.h5").exists() and not (run_dir / "report.json").exists()
+    workers = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+               for env in envs]
+    for process in [single, *workers]:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-2000:]
+    assert _report(run_dir) == _report(reference)
+    with open(run_dir / "stages.json") as f, open(reference / "stages.json") as g:
+        two, one = json.load(f), json.load(g)
+    assert two["teacher"]["loss_per_part"] == one["teacher"]["loss_per_part"]
+    # A resumed stage records the parts it ran after the restart.
+    resumed = two["distill"]["loss_per_part"]
+    assert 0 < len(resumed) < len(one["distill"]["loss_per_part"])
+    assert resumed == one["distill"]["loss_per_part"][-len(resumed):]
+    # One writer per file: worker 1 wrote only under workers/worker_1.
+    assert (run_dir / "workers" / "worker_1" / "model.weights.h5").exists()
+    assert not (run_dir / "workers" / "worker_1" / "report.json").exists()
+    assert sorted(os.listdir(run_dir / "workers")) == ["worker_1"]

@@ -80,3 +80,28 @@ class LossGuard(keras.callbacks.Callback):
                 f"{self.checkpoint_dir} is kept. Lower the learning rate (a new --output_dir, or "
                 "--teacher_from to keep a finished teacher) or check the data of that batch."
             )
+
+
+class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` for one of several synchronous workers.
+
+    Every worker restores from the chief's folder, so all start from the same
+    step; each then saves into its own `save_dir` (the chief's is the same
+    folder), so no two processes write one file.
+
+    ```python
+    WorkerBackupAndRestore("RUN/checkpoints/teacher", "RUN/workers/worker_1/checkpoints/teacher")
+    ```
+    """
+
+    def __init__(self, restore_dir, save_dir, **kwargs):
+        super().__init__(restore_dir, **kwargs)
+        self.save_dir = save_dir
+        self.kwargs = kwargs
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        own = keras.callbacks.BackupAndRestore(self.save_dir, **self.kwargs)
+        for path in ("backup_dir", "_weights_path", "_training_metadata_path",
+                     "_prev_weights_path", "_prev_training_metadata_path"):
+            setattr(self, path, getattr(own, path))

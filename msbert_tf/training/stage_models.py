@@ -10,8 +10,46 @@ callbacks, checkpoints and distribution strategies work unchanged.
 import keras
 import tensorflow as tf
 
+from msbert_tf.training.strategy import is_multi_worker
 
-class TeacherModel(keras.Model):
+
+class _StageModel(keras.Model):
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 builds from a peeked batch that it `reduce`s across replicas;
+        # MultiWorkerMirroredStrategy cannot reduce a dict of features
+        # (keras-team/keras#20329), so `fit` failed before its first step. Any
+        # one replica's batch has the shapes and dtypes the build needs.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, batches in iterator:
+                local = self._distribute_strategy.experimental_local_results
+                data_batch = tf.nest.map_structure(
+                    lambda v: local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v,
+                    next(batches),
+                )
+                break
+        super()._maybe_symbolic_build(data_batch=data_batch)
+
+    def make_train_function(self, force=False):
+        strategy = self.distribute_strategy
+        if not is_multi_worker(strategy):
+            return super().make_train_function(force)
+        if self.train_function is not None and not force:
+            return self.train_function
+
+        # Keras reduces the step's logs with `reduce(MEAN, v, axis=0)` under
+        # MultiWorkerMirroredStrategy, which fails on scalar metrics; this is
+        # its step with the reduction over replicas only. No XLA here: the
+        # cross-worker all-reduce runs outside a compiled cluster.
+        @tf.function(reduce_retracing=True)
+        def step(batch):
+            logs = strategy.run(self.train_step, args=(batch,))
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), logs)
+
+        self.train_function = lambda iterator: step(next(iterator))
+        return self.train_function
+
+
+class TeacherModel(_StageModel):
     def __init__(self, classifier, train_token_embedding=True, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
@@ -23,7 +61,7 @@ class TeacherModel(keras.Model):
         return self.classifier.teacher_logits(last, training=training)
 
 
-class DistillationModel(keras.Model):
+class DistillationModel(_StageModel):
     def __init__(self, classifier, distill_loss, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier

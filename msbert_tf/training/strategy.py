@@ -3,12 +3,10 @@
 - `default`: one device (TF's default strategy);
 - `mirrored`: every local GPU, or every logical CPU device when there is no
   GPU (tests split the CPU into two logical devices);
-- `multi_worker`: refused for now. Keras 3.15's `fit` under
-  `MultiWorkerMirroredStrategy` fails before the first step (it peeks a batch
-  and `strategy.reduce`s the feature dict, which that strategy cannot:
-  "Attempt to convert a value ({'token_ids': PerReplica...}) to a Tensor",
-  seen here with two workers on localhost). It needs the custom
-  `strategy.run` loop of issue 6;
+- `multi_worker`: `MultiWorkerMirroredStrategy` over the workers of
+  `TF_CONFIG`; every worker runs the same command with the same
+  `--output_dir` (a shared file system), the chief writes the run folder and
+  the others write only under `RUN/workers/<name>/` (see `worker_name`);
 - `tpu`: `TPUStrategy` on the TPU at `RunConfig.tpu` (a name or grpc:// address).
 
 `data.batch_size` is the global batch: Keras splits each batch across the
@@ -36,11 +34,7 @@ def make_strategy(name, tpu=None):
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         return tf.distribute.MirroredStrategy(devices or [d.name for d in tf.config.list_logical_devices("CPU")])
     if name == "multi_worker":
-        raise UserInputError(
-            "--strategy=multi_worker is not supported yet: Keras 3's fit fails under "
-            "MultiWorkerMirroredStrategy (it cannot reduce the batch it peeks); use mirrored "
-            "(all devices of one machine) until the custom training loop lands."
-        )
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
@@ -50,3 +44,21 @@ def make_strategy(name, tpu=None):
             raise UserInputError(f"no TPU reachable at {tpu!r} ({str(e).splitlines()[0]}): pass --tpu=<name or grpc://address>.") from None
         return tf.distribute.TPUStrategy(resolver)
     raise UserInputError(f"strategy {name!r} is not one of {', '.join(STRATEGIES)}.")
+
+
+def is_multi_worker(strategy):
+    """Whether `strategy` spans more than one worker process."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+
+def worker_name(strategy):
+    """None on the chief (the `chief` task, else worker 0) or a single process;
+    otherwise this worker's name, e.g. `worker_1`: one writer per file."""
+    if not is_multi_worker(strategy):
+        return None
+    resolver = strategy.cluster_resolver
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief" or (not has_chief and resolver.task_id == 0):
+        return None
+    return f"{resolver.task_type}_{resolver.task_id}"
+

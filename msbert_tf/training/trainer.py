@@ -26,9 +26,9 @@ from msbert_tf.losses.distill import DistillationLoss
 from msbert_tf.models.backbone import load_backbone
 from msbert_tf.models.classifier import MSBertClassifier
 from msbert_tf.training import run_dir as run_dir_lib
-from msbert_tf.training.callbacks import LossGuard, ThroughputMeter
+from msbert_tf.training.callbacks import LossGuard, ThroughputMeter, WorkerBackupAndRestore
 from msbert_tf.training.stage_models import DistillationModel, TeacherModel
-from msbert_tf.training.strategy import make_strategy
+from msbert_tf.training.strategy import make_strategy, worker_name
 
 
 @dataclasses.dataclass
@@ -38,6 +38,8 @@ class TrainResult:
     task: tasks.TaskSpec
     dev_split: pipeline.EncodedSplit
     stages: dict
+    # False on every worker of a multi-worker run but the chief.
+    chief: bool = True
 
 
 def build_classifier(config, task):
@@ -83,13 +85,15 @@ def _optimizer(stage_config, total_steps):
     return optimizer
 
 
-def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verbose, jit_compile):
+def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out, verbose, jit_compile):
     """Runs one stage with checkpoints every `checkpoint_every_steps`.
 
     Keras' `BackupAndRestore` resumes at epoch boundaries, so the stage's
     steps are cut into equal "epochs" of at most that many steps; the data
     stream skips the batches already trained on, so a resumed stage sees the
-    same batches as an uninterrupted one.
+    same batches as an uninterrupted one. State is read from `run` and
+    written to `out` (the same folder except on a multi-worker run's
+    non-chief workers).
     """
     batch_size = config.data.batch_size
     total_steps = max(1, math.ceil(stage_config.epochs * len(split) / batch_size))
@@ -122,10 +126,10 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, verb
             LossGuard(name, steps_per_chunk, run.checkpoint_dir(name)),
             # Kept until the stage's weights are saved (the caller removes it):
             # a kill between the two must not lose the stage.
-            keras.callbacks.BackupAndRestore(
-                run.checkpoint_dir(name), double_checkpoint=True, delete_checkpoint=False
+            WorkerBackupAndRestore(
+                run.checkpoint_dir(name), out.checkpoint_dir(name), double_checkpoint=True, delete_checkpoint=False
             ),
-            keras.callbacks.TensorBoard(run.log_dir(name)),
+            keras.callbacks.TensorBoard(out.log_dir(name)),
             meter,
         ],
         verbose=verbose,
@@ -177,14 +181,20 @@ def train(config, output_dir, verbose="auto"):
     config.validate()
     task = readers.resolve_task(config.data)
     run = run_dir_lib.RunDir(output_dir)
-    run.claim(config)
+    strategy = make_strategy(config.strategy, config.tpu)
+    worker = worker_name(strategy)
+    # Workers other than the chief read the run folder but write their own.
+    out = run if worker is None else run_dir_lib.RunDir(run.file("workers", worker))
+    out.claim(config)
     keras.utils.set_random_seed(config.seed)
     # Every variable (model, loss, optimizer) is made under the strategy.
-    with make_strategy(config.strategy, config.tpu).scope():
-        return _train_stages(config, task, run, verbose)
+    with strategy.scope():
+        result = _train_stages(config, task, run, out, verbose)
+    result.chief = worker is None
+    return result
 
 
-def _train_stages(config, task, run, verbose):
+def _train_stages(config, task, run, out, verbose):
     classifier, preprocessor = build_classifier(config, task)
     train_split, dev_split = load_splits(config, task, preprocessor)
     stages = run.load_stages()
@@ -197,18 +207,19 @@ def _train_stages(config, task, run, verbose):
         logging.info("stage teacher was done before: loaded %s.", run.teacher_weights)
     elif config.teacher_from:
         stages["teacher"] = import_teacher(classifier, config, task)
-        run_dir_lib.save_weights_atomically(classifier, run.teacher_weights)
-        run.save_stages(stages)
+        run_dir_lib.save_weights_atomically(classifier, out.teacher_weights)
+        out.save_stages(stages)
     else:
         stages["teacher"] = fit_stage(
             "teacher", TeacherModel(classifier, config.teacher.train_token_embedding),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            stage_config=config.teacher, split=train_split, config=config, run=run, verbose=verbose, jit_compile=config.jit_compile,
+            stage_config=config.teacher, split=train_split, config=config, run=run, out=out, verbose=verbose,
+            jit_compile=config.jit_compile,
         )
-        run_dir_lib.save_weights_atomically(classifier, run.teacher_weights)
-        run.save_stages(stages)
-        shutil.rmtree(run.checkpoint_dir("teacher"), ignore_errors=True)
+        run_dir_lib.save_weights_atomically(classifier, out.teacher_weights)
+        out.save_stages(stages)
+        shutil.rmtree(out.checkpoint_dir("teacher"), ignore_errors=True)
     if classifier.num_layers < 2 and config.distill.epochs > 0:
         raise UserInputError(
             "exit heads need a backbone of at least 2 layers; set distill.epochs=0 to train "
@@ -216,7 +227,7 @@ def _train_stages(config, task, run, verbose):
         )
     if config.distill.epochs == 0:
         # Teacher only (e.g. the static smaller-model baseline): no heads trained.
-        run_dir_lib.save_weights_atomically(classifier, run.model_weights)
+        run_dir_lib.save_weights_atomically(classifier, out.model_weights)
         return TrainResult(classifier, preprocessor, task, dev_split, stages)
     distill_loss = DistillationLoss(
         config.distill,
@@ -226,10 +237,10 @@ def _train_stages(config, task, run, verbose):
     )
     stages["distill"] = fit_stage(
         "distill", DistillationModel(classifier, distill_loss), loss=None, metrics=None,
-        stage_config=config.distill, split=train_split, config=config, run=run, verbose=verbose,
+        stage_config=config.distill, split=train_split, config=config, run=run, out=out, verbose=verbose,
         jit_compile=config.jit_compile and config.distill.emd_solver != "exact",
     )
-    run_dir_lib.save_weights_atomically(classifier, run.model_weights)
-    run.save_stages(stages)
-    shutil.rmtree(run.checkpoint_dir("distill"), ignore_errors=True)
+    run_dir_lib.save_weights_atomically(classifier, out.model_weights)
+    out.save_stages(stages)
+    shutil.rmtree(out.checkpoint_dir("distill"), ignore_errors=True)
     return TrainResult(classifier, preprocessor, task, dev_split, stages)
