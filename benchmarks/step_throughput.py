@@ -1,13 +1,22 @@
 """Steady-state train-step throughput of both stages at fixed batch shapes.
 
     python benchmarks/step_throughput.py --lengths=12,20 --steps=20
+    python benchmarks/step_throughput.py --cases=teacher,emd --xla=0 --workers=2
 
 Prints examples/s for stage 1 (teacher, with/without word-embedding update)
-and stage 2 (distillation, per loss), with and without XLA, on the default
-MiniLM backbone. Compilation and the first steps are excluded: this is the
-rate a long run settles at, not its wall time.
+and stage 2 (distillation: KL, EMD with the native Sinkhorn solver, EMD with
+the exact POT solver), with and without XLA, on the default MiniLM
+backbone. Compilation and the first steps are excluded: this is the rate a
+long run settles at, not its wall time. `--workers=N` starts N worker
+processes on localhost under `MultiWorkerMirroredStrategy` (the same global
+batch, split over them) and prints worker 0's rates.
 """
 
+import json
+import os
+import socket
+import subprocess
+import sys
 import time
 
 import keras
@@ -20,51 +29,92 @@ from msbert_tf.losses.distill import DistillationLoss
 from msbert_tf.models.backbone import load_backbone
 from msbert_tf.models.classifier import MSBertClassifier
 from msbert_tf.training.stage_models import DistillationModel, TeacherModel
+from msbert_tf.training.strategy import make_strategy
 
 flags.DEFINE_list("lengths", ["12", "20"], "Sequence lengths (tokens) to time.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_integer("steps", 20, "Timed steps per setting.")
-flags.DEFINE_list("cases", ["teacher", "teacher_frozen_embedding", "kl", "emd"], "What to time.")
-flags.DEFINE_list("xla", ["0", "1"], "XLA settings to time.")
+flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
+flags.DEFINE_integer("repeats", 1, "Timed repeats per setting; the median is printed (shared cores are noisy).")
+flags.DEFINE_list("cases", ["teacher", "teacher_frozen_embedding", "kl", "emd", "emd_exact"], "What to time.")
+flags.DEFINE_list("xla", ["0", "1"], "XLA settings to time (emd_exact always runs without).")
+flags.DEFINE_integer("workers", 1, "Worker processes on localhost (MultiWorkerMirroredStrategy when > 1).")
 FLAGS = flags.FLAGS
+
+# case -> (stage-2 loss, EMD solver); the rest are stage 1.
+DISTILL_CASES = {"kl": ("kl", "sinkhorn"), "emd": ("emd", "sinkhorn"), "emd_exact": ("emd", "exact")}
 
 
 def make_model(case, classifier):
     if case.startswith("teacher"):
         model = TeacherModel(classifier, train_token_embedding=case == "teacher")
         return model, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss, solver = DISTILL_CASES[case]
     loss = DistillationLoss(
-        DistillConfig(loss=case), classifier.num_layers, classifier.backbone.hidden_dim, head_dim=128
+        DistillConfig(loss=loss, emd_solver=solver), classifier.num_layers,
+        classifier.backbone.hidden_dim, head_dim=128,
     )
     return DistillationModel(classifier, loss), None
 
 
+def launch_workers(count):
+    """Runs this script once per worker with its TF_CONFIG; returns worker 0's output."""
+    ports = []
+    for _ in range(count):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, *sys.argv],
+            env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+            stdout=subprocess.PIPE if i else None,
+        )
+        for i in range(count)
+    ]
+    for process in processes:
+        process.wait()
+
+
 def main(argv):
-    backbone, _ = load_backbone(ModelConfig(), max_seq_length=64)
-    classifier = MSBertClassifier(backbone, num_labels=2)
-    classifier.build()
+    if FLAGS.workers > 1 and "TF_CONFIG" not in os.environ:
+        return launch_workers(FLAGS.workers)
+    strategy = make_strategy("multi_worker" if FLAGS.workers > 1 else "default")
+    with strategy.scope():
+        backbone, _ = load_backbone(ModelConfig(), max_seq_length=64)
+        classifier = MSBertClassifier(backbone, num_labels=2)
+        classifier.build()
     rng = np.random.default_rng(0)
     for case in FLAGS.cases:
         for xla in FLAGS.xla:
+            if case == "emd_exact" and xla == "1":
+                continue  # POT runs in Python: never compiled
             for length in map(int, FLAGS.lengths):
-                model, loss = make_model(case, classifier)
-                model.compile(optimizer=keras.optimizers.AdamW(1e-5), loss=loss, jit_compile=xla == "1")
+                with strategy.scope():
+                    model, loss = make_model(case, classifier)
+                    model.compile(optimizer=keras.optimizers.AdamW(1e-5), loss=loss, jit_compile=xla == "1")
                 shape = (FLAGS.batch_size, length)
                 x = {
                     "token_ids": rng.integers(1000, 20000, shape).astype("int32"),
                     "segment_ids": np.zeros(shape, "int32"),
                     "padding_mask": np.ones(shape, "int32"),
                 }
-                data = tf.data.Dataset.from_tensors((x, np.zeros(shape[:1], "int32"))).repeat()
+                # A batched dataset, so that several workers split each global batch.
+                data = tf.data.Dataset.from_tensor_slices((x, np.zeros(shape[:1], "int32")))
+                data = data.repeat().batch(FLAGS.batch_size, drop_remainder=True)
                 start = time.perf_counter()
                 model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
                 warmup = time.perf_counter() - start
-                start = time.perf_counter()
-                model.fit(data, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
-                rate = FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
+                rates = []
+                for _ in range(FLAGS.repeats):
+                    start = time.perf_counter()
+                    model.fit(data, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
+                    rates.append(FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start))
+                rate = float(np.median(rates))
                 print(
-                    f"{case:26s} xla={xla} length={length:3d}  {rate:7.1f} examples/s"
-                    f"  (compile + 3 steps: {warmup:5.1f} s)",
+                    f"{case:26s} xla={xla} workers={FLAGS.workers} length={length:3d}  {rate:7.1f} examples/s"
+                    f"  (median of {FLAGS.repeats}: {', '.join(f'{r:.1f}' for r in rates)};"
+                    f" compile + 3 steps: {warmup:5.1f} s)",
                     flush=True,
                 )
 
