@@ -1,6 +1,7 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -212,3 +213,33 @@ def test_an_empty_training_file_is_refused_not_trained_forever(glue_dir, tmp_pat
     config = tiny_config(str(tmp_path))
     with pytest.raises(UserInputError, match="the sst2 training data has no rows"):
         _run(config, tmp_path / "run")
+
+
+def test_a_kill_between_the_checkpoint_renames_resumes_from_the_previous_checkpoint(tmp_path):
+    from msbert_tf.training.callbacks import StageBackupAndRestore
+
+    def model():
+        m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        m.compile(optimizer="sgd", loss="mse")
+        return m
+
+    x, y = np.ones((8, 2), "float32"), np.ones((8, 1), "float32")
+    folder = str(tmp_path / "checkpoints")
+    first = model()
+    first.fit(x, y, epochs=2, verbose=0, callbacks=[StageBackupAndRestore(folder, folder, delete_checkpoint=False)])
+    assert completed_epochs(folder) == 2
+    # What a kill after the first rename of the next save leaves behind.
+    os.replace(folder, folder + ".old")
+    os.makedirs(folder + ".saving")
+    (tmp_path / "checkpoints.saving" / "latest.weights.h5").write_bytes(b"half written")
+    assert completed_epochs(folder) == 2
+
+    epochs_run = []
+    second = model()
+    second.fit(x, y, epochs=3, verbose=0, callbacks=[
+        StageBackupAndRestore(folder, folder, delete_checkpoint=False),
+        keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs_run.append(epoch)),
+    ])
+    assert epochs_run == [2]  # resumed after the 2 saved epochs
+    assert completed_epochs(folder) == 3
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints"]

@@ -1,12 +1,15 @@
 """Callbacks of every training stage: throughput and loss record, and a NaN guard."""
 
 import math
+import os
+import shutil
 import time
 
 import keras
 import numpy as np
 
 from msbert_tf.errors import UserInputError
+from msbert_tf.training.run_dir import readable_checkpoint
 
 
 class TrainingDiverged(UserInputError):
@@ -82,26 +85,48 @@ class LossGuard(keras.callbacks.Callback):
             )
 
 
-class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` for one of several synchronous workers.
+class StageBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` with atomic saves, for one or several synchronous workers.
 
-    Every worker restores from the chief's folder, so all start from the same
-    step; each then saves into its own `save_dir` (the chief's is the same
-    folder), so no two processes write one file.
+    A save writes weights and metadata into a fresh `<save_dir>.saving`
+    folder and swaps it in by two renames, so a kill at any moment leaves a
+    whole checkpoint: the new one, or the previous one (as `<dir>.old` if
+    the kill fell between the renames; `readable_checkpoint` finds it).
+    Keras' own save writes the two files in place, one after the other.
+
+    Every worker restores from the chief's `restore_dir`, so all restart at
+    the same step, and saves only into its own `save_dir` (the chief's is
+    `restore_dir`): one writer per file.
 
     ```python
-    WorkerBackupAndRestore("RUN/checkpoints/teacher", "RUN/workers/worker_1/checkpoints/teacher")
+    StageBackupAndRestore("RUN/checkpoints/teacher", "RUN/checkpoints/teacher")
     ```
     """
 
     def __init__(self, restore_dir, save_dir, **kwargs):
-        super().__init__(restore_dir, **kwargs)
+        super().__init__(readable_checkpoint(restore_dir), **kwargs)
         self.save_dir = save_dir
         self.kwargs = kwargs
 
+    def _use_folder(self, folder):
+        paths = keras.callbacks.BackupAndRestore(folder, **self.kwargs)
+        for name in ("backup_dir", "_weights_path", "_training_metadata_path",
+                     "_prev_weights_path", "_prev_training_metadata_path"):
+            setattr(self, name, getattr(paths, name))
+
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        own = keras.callbacks.BackupAndRestore(self.save_dir, **self.kwargs)
-        for path in ("backup_dir", "_weights_path", "_training_metadata_path",
-                     "_prev_weights_path", "_prev_training_metadata_path"):
-            setattr(self, path, getattr(own, path))
+        self._use_folder(self.save_dir)
+
+    def _save_model(self):
+        staging, old = self.save_dir + ".saving", self.save_dir + ".old"
+        shutil.rmtree(staging, ignore_errors=True)
+        self._use_folder(staging)
+        super()._save_model()
+        self._use_folder(self.save_dir)
+        if os.path.exists(self.save_dir):
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.save_dir, old)
+        os.replace(staging, self.save_dir)
+        shutil.rmtree(old, ignore_errors=True)
+

@@ -113,8 +113,15 @@ def save_weights_atomically(model, path):
 
 def completed_epochs(checkpoint_dir):
     """How many `fit` epochs a BackupAndRestore folder says are done."""
-    path = os.path.join(checkpoint_dir, "training_metadata.json")
+    path = os.path.join(readable_checkpoint(checkpoint_dir), "training_metadata.json")
     if not os.path.exists(path):
         return 0
     with open(path) as f:
         return int(json.load(f)["epoch"])
+
+
+def readable_checkpoint(folder):
+    """`folder`, or the previous checkpoint that a kill between the two renames
+    of a checkpoint swap left as `<folder>.old`."""
+    old = folder + ".old"
+    return old if not os.path.exists(folder) and os.path.exists(old) else folder

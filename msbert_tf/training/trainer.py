@@ -26,7 +26,7 @@ from msbert_tf.losses.distill import DistillationLoss
 from msbert_tf.models.backbone import load_backbone
 from msbert_tf.models.classifier import MSBertClassifier
 from msbert_tf.training import run_dir as run_dir_lib
-from msbert_tf.training.callbacks import LossGuard, ThroughputMeter, WorkerBackupAndRestore
+from msbert_tf.training.callbacks import LossGuard, ThroughputMeter, StageBackupAndRestore
 from msbert_tf.training.stage_models import DistillationModel, TeacherModel
 from msbert_tf.training.strategy import make_strategy, worker_name
 
@@ -126,9 +126,7 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out,
             LossGuard(name, steps_per_chunk, run.checkpoint_dir(name)),
             # Kept until the stage's weights are saved (the caller removes it):
             # a kill between the two must not lose the stage.
-            WorkerBackupAndRestore(
-                run.checkpoint_dir(name), out.checkpoint_dir(name), double_checkpoint=True, delete_checkpoint=False
-            ),
+            StageBackupAndRestore(run.checkpoint_dir(name), out.checkpoint_dir(name), delete_checkpoint=False),
             keras.callbacks.TensorBoard(out.log_dir(name)),
             meter,
         ],
