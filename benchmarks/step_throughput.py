@@ -12,9 +12,7 @@ processes on localhost under `MultiWorkerMirroredStrategy` (the same global
 batch, split over them) and prints worker 0's rates.
 """
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +27,7 @@ from msbert_tf.losses.distill import DistillationLoss
 from msbert_tf.models.backbone import load_backbone
 from msbert_tf.models.classifier import MSBertClassifier
 from msbert_tf.training.stage_models import DistillationModel, TeacherModel
-from msbert_tf.training.strategy import make_strategy
+from msbert_tf.training.strategy import localhost_worker_environments, make_strategy
 
 flags.DEFINE_list("lengths", ["12", "20"], "Sequence lengths (tokens) to time.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
@@ -57,20 +55,10 @@ def make_model(case, classifier):
 
 
 def launch_workers(count):
-    """Runs this script once per worker with its TF_CONFIG; returns worker 0's output."""
-    ports = []
-    for _ in range(count):
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            ports.append(s.getsockname()[1])
-    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    """Runs this script once per worker with its TF_CONFIG; worker 0 prints."""
     processes = [
-        subprocess.Popen(
-            [sys.executable, *sys.argv],
-            env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
-            stdout=subprocess.PIPE if i else None,
-        )
-        for i in range(count)
+        subprocess.Popen([sys.executable, *sys.argv], env=env, stdout=None if i == 0 else subprocess.DEVNULL)
+        for i, env in enumerate(localhost_worker_environments(count))
     ]
     for process in processes:
         process.wait()

@@ -11,7 +11,7 @@ SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 GLUE_DIR = os.path.join(SHARED_DATA, "glue")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def glue_dir():
     """The shared GLUE folder; CI sets MSBERT_REQUIRE_SHARED_DATA so a missing one fails."""
     if not os.path.isdir(GLUE_DIR):

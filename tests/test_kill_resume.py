@@ -5,12 +5,14 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
+import pytest
+
 from msbert_tf.training.run_dir import completed_epochs
+from msbert_tf.training.strategy import localhost_worker_environments
 from tests.conftest import tiny_config
 
 
@@ -40,27 +42,31 @@ def _launch_and_kill(command, checkpoints, envs=(None,)):
         process.wait()
 
 
-def _tiny_run_config(glue_dir, tmp_path, train_examples=320, **fields):
+def _tiny_run_config(glue_dir, folder, **fields):
     config = tiny_config(glue_dir)
-    # 320: 20 steps per stage, a checkpoint every 3
-    config.data.max_train_examples = train_examples
+    config.data.max_train_examples = 160  # 10 steps per stage: 4 parts of 3 steps
     config.model.dropout = 0.0  # without dropout a resumed run is exact
     config.jit_compile = False
     for name, value in fields.items():
         setattr(config, name, value)
-    path = tmp_path / f"config_{config.strategy}.json"
+    path = folder / f"config_{config.strategy}.json"
     path.write_text(config.to_json())
     return path
 
 
-def test_sigkill_in_each_stage_then_same_command_gives_the_same_report(glue_dir, tmp_path):
-    config_path = _tiny_run_config(glue_dir, tmp_path)
-    reference = tmp_path / "reference"
-    done = subprocess.run(_command(config_path, reference), capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def reference(glue_dir, tmp_path_factory):
+    """One uninterrupted single-process run, the baseline of both tests."""
+    folder = tmp_path_factory.mktemp("reference")
+    done = subprocess.run(_command(_tiny_run_config(glue_dir, folder), folder / "run"),
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    return folder / "run"
 
+
+def test_sigkill_in_each_stage_then_same_command_gives_the_same_report(glue_dir, tmp_path, reference):
     run_dir = tmp_path / "killed"
-    command = _command(config_path, run_dir)
+    command = _command(_tiny_run_config(glue_dir, tmp_path), run_dir)
     _launch_and_kill(command, str(run_dir / "checkpoints" / "teacher"))
     assert not (run_dir / "teacher.weights.h5").exists()
     # Relaunched: resumes stage 1, is killed again in stage 2.
@@ -72,34 +78,17 @@ def test_sigkill_in_each_stage_then_same_command_gives_the_same_report(glue_dir,
     assert _report(run_dir) == _report(reference)
 
 
-def _worker_environments(count):
-    ports = []
-    for _ in range(count):
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            ports.append(s.getsockname()[1])
-    cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    return [
-        {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        for i in range(count)
-    ]
-
-
-def test_two_workers_train_like_one_and_resume_after_sigkill(glue_dir, tmp_path):
-    """Same global batch over two worker processes: the same report as one
-    worker, after both were killed in stage 2 and started again."""
-    reference = tmp_path / "one_worker"
-    # 10 steps per stage: killed after 2 of its 4 parts.
-    single = subprocess.Popen(_command(_tiny_run_config(glue_dir, tmp_path, 160), reference),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def test_two_workers_train_like_one_and_resume_after_sigkill(glue_dir, tmp_path, reference):
+    """Same global batch over two worker processes: the same losses and
+    report as one worker, after both were killed in stage 2 and started again."""
     run_dir = tmp_path / "two_workers"
-    command = _command(_tiny_run_config(glue_dir, tmp_path, 160, strategy="multi_worker"), run_dir)
-    envs = _worker_environments(2)
+    command = _command(_tiny_run_config(glue_dir, tmp_path, strategy="multi_worker"), run_dir)
+    envs = localhost_worker_environments(2)
     _launch_and_kill(command, str(run_dir / "checkpoints" / "distill"), envs)
     assert (run_dir / "teacher.weights.h5").exists() and not (run_dir / "report.json").exists()
     workers = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
                for env in envs]
-    for process in [single, *workers]:
+    for process in workers:
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-2000:]
     assert _report(run_dir) == _report(reference)

@@ -20,6 +20,10 @@ with strategy.scope():
 ```
 """
 
+import json
+import os
+import socket
+
 import tensorflow as tf
 
 from msbert_tf.errors import UserInputError
@@ -62,3 +66,18 @@ def worker_name(strategy):
         return None
     return f"{resolver.task_type}_{resolver.task_id}"
 
+
+
+def localhost_worker_environments(count):
+    """Environments for `count` worker processes on free localhost ports, each
+    with its `TF_CONFIG`: a multi-worker cluster on one machine (tests, benchmarks)."""
+    ports = []
+    for _ in range(count):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    return [
+        {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        for i in range(count)
+    ]
