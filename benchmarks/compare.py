@@ -19,7 +19,7 @@ from absl import app, flags
 
 from msbert_tf import report
 from msbert_tf.data import pipeline, readers
-from msbert_tf.inference.evaluation import DEFAULT_SPEEDS, rules_for
+from msbert_tf.inference.evaluation import DEFAULT_SPEEDS, DEFAULT_TOLERANCES, default_uncertainty, rules_for
 from msbert_tf.inference.exit_metrics import exit_metrics
 from msbert_tf.inference.sweep import choose_speed, sweep
 from msbert_tf.training.run_dir import RunDir, write_atomically
@@ -95,12 +95,15 @@ def main(argv):
         result = train(config, os.path.join(FLAGS.output_dir, name.replace(" ", "_")))
         per_exit = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size, task.metrics)
         teacher_metric, full_layers = per_exit["teacher"], result.classifier.num_layers
-        curves[name] = sweep(result.classifier, result.dev_split, rules_for("entropy", DEFAULT_SPEEDS), metric=metric)
+        # Regression has one rule, patience within a tolerance: that is its curve.
+        main_rule = rules_for(default_uncertainty(task), DEFAULT_SPEEDS, num_layers=full_layers,
+                              tolerances=DEFAULT_TOLERANCES)
+        curves[name] = sweep(result.classifier, result.dev_split, main_rule, metric=metric)
         for k in map(int, FLAGS.top_k):
             curves[f"{name} top-{k}"] = sweep(
                 result.classifier, result.dev_split, rules_for("topk", DEFAULT_SPEEDS, top_k=k), metric=metric
             )
-        if name == "fastbert kl attention":
+        if name == "fastbert kl attention" and not task.regression:
             curves[f"pabee patience ({name})"] = sweep(
                 result.classifier, result.dev_split, rules_for("patience", num_layers=full_layers), metric=metric
             )

@@ -3,23 +3,30 @@
 from absl import flags
 
 from msbert_tf.errors import UserInputError
-from msbert_tf.inference.evaluation import DEFAULT_SPEEDS, rules_for
+from msbert_tf.inference.evaluation import DEFAULT_SPEEDS, DEFAULT_TOLERANCES, default_uncertainty, rules_for
 
 flags.DEFINE_list("speeds", [str(s) for s in DEFAULT_SPEEDS], "Exit thresholds to sweep, in [0, 1].")
-flags.DEFINE_string("uncertainty", "entropy", "Exit rule: entropy, topk or patience.")
+flags.DEFINE_string("uncertainty", None, "Exit rule: entropy (default), topk or patience (regression: the only one).")
+flags.DEFINE_list("tolerances", [str(t) for t in DEFAULT_TOLERANCES],
+                  "Regression with patience: how far two exits' values may differ and agree.")
 flags.DEFINE_integer("top_k", 2, "K of the top-K rule.")
 flags.DEFINE_float("max_drop", 0.5, "Pick the fastest speed within this many metric points of the teacher.")
 flags.DEFINE_integer("timing_examples", 200, "Examples timed at batch 1 (wall clock); 0 skips wall-clock timing.")
 FLAGS = flags.FLAGS
 
 
-def rules_from_flags(num_layers, num_labels):
-    """The sweep's exit rules, each validated (a bad one is a UserInputError)."""
+def _numbers(flag):
     try:
-        speeds = [float(s) for s in FLAGS.speeds]
+        return [float(s) for s in FLAGS[flag].value]
     except ValueError:
-        raise UserInputError(f"--speeds must be numbers in [0, 1], got {','.join(FLAGS.speeds)}.") from None
-    rules = rules_for(FLAGS.uncertainty, speeds, FLAGS.top_k, num_layers=num_layers)
+        raise UserInputError(f"--{flag} must be numbers, got {','.join(FLAGS[flag].value)}.") from None
+
+
+def rules_from_flags(num_layers, task):
+    """The sweep's exit rules, each validated (a bad one is a UserInputError)."""
+    uncertainty = FLAGS.uncertainty or default_uncertainty(task)
+    tolerances = _numbers("tolerances") if task.regression else (0.0,)
+    rules = rules_for(uncertainty, _numbers("speeds"), FLAGS.top_k, num_layers=num_layers, tolerances=tolerances)
     for rule in rules:
-        rule.validate(num_labels)
+        rule.validate(task.num_labels)
     return rules

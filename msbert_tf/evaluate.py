@@ -34,7 +34,7 @@ def main(argv):
         raise UserInputError(f"--task={FLAGS.task} but {FLAGS.run_dir} was trained on {trained.task.name}.")
     examples = readers.read_file(trained.task, FLAGS.data_file).take(FLAGS.max_examples)
     split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(FLAGS.data_file))
-    rules = eval_flags.rules_from_flags(trained.classifier.num_layers, trained.task.num_labels)
+    rules = eval_flags.rules_from_flags(trained.classifier.num_layers, trained.task)
     result = evaluate(
         trained.classifier, split, rules, FLAGS.max_drop,
         batch_size=trained.config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,

@@ -10,13 +10,21 @@ def _times(value):
     return "-" if value is None else f"{value:.2f}x"
 
 
-def _sweep_table(points):
+def _knob(p, named=False):
+    """The threshold of a sweep point: speed, patience, or patience and tolerance."""
+    if p["uncertainty"] != "patience":
+        return f"speed {p['speed']}" if named else f"{p['speed']}"
+    knob = f"patience {p['patience']}" if named else f"{p['patience']}"
+    return knob if p.get("tolerance") is None else f"{knob}, tolerance {p['tolerance']}"
+
+
+def _sweep_table(points, metric):
     lines = [
-        "| rule | speed / patience | accuracy | mean exit layer | FLOPs speed-up | wall-clock speed-up b1 | b32 |",
+        f"| rule | speed / patience | {metric} | mean exit layer | FLOPs speed-up | wall-clock speed-up b1 | b32 |",
         "|---|---|---|---|---|---|---|",
     ]
     for p in points:
-        knob = p["patience"] if p["uncertainty"] == "patience" else p["speed"]
+        knob = _knob(p)
         rule = f"topk (K={p['top_k']})" if p["uncertainty"] == "topk" else p["uncertainty"]
         lines.append(
             f"| {rule} | {knob} | {p['metric']:.2f} | {p['mean_exit_layer']:.2f} | "
@@ -42,13 +50,13 @@ def markdown(report):
         f"Teacher (layer {len(exits)}): {report['dev']['teacher']:.2f}",
     ]
     if report.get("sweep"):
-        lines += ["", "## Early exit", ""] + _sweep_table(report["sweep"])
+        lines += ["", "## Early exit", ""] + _sweep_table(report["sweep"], metric)
         chosen = report.get("chosen")
         lines += [
             "",
             f"Chosen (largest FLOPs speed-up within {report['max_drop']} points of the teacher): "
             + (
-                f"{chosen['uncertainty']} speed {chosen['speed']}, {chosen['metric']:.2f}, "
+                f"{chosen['uncertainty']} {_knob(chosen, named=True)}, {chosen['metric']:.2f}, "
                 f"{chosen['flops_speedup']:.2f}x"
                 if chosen
                 else "none"

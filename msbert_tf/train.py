@@ -108,12 +108,12 @@ def main(argv):
     start = time.time()
     task = resolve_task(config.data)
     # Bad thresholds fail now, not after an hour of training.
-    eval_flags.rules_from_flags(num_layers=2, num_labels=task.num_labels)
+    eval_flags.rules_from_flags(num_layers=2, task=task)
     result = train(config, FLAGS.output_dir)
     if not result.chief:
         logging.info("training done; the chief worker evaluates and writes the report.")
         return
-    rules = eval_flags.rules_from_flags(result.classifier.num_layers, task.num_labels)
+    rules = eval_flags.rules_from_flags(result.classifier.num_layers, task)
     evaluation = evaluate(
         result.classifier, result.dev_split, rules, FLAGS.max_drop,
         batch_size=config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,

@@ -252,7 +252,7 @@ def _read_glue_tsv(task, path):
             labels.append(_label_id(task, row[index[task.label_column]], path, line))
     return Examples(
         text_a=text_a,
-        labels=np.asarray(labels, dtype=np.int32),
+        labels=np.asarray(labels, dtype=label_dtype(task)),
         text_b=text_b if task.text_pair_column else None,
     )
 
@@ -289,6 +289,9 @@ def examples_from_records(task, records, source, source_label_names=None):
         text_a.append(_text(record[task.tfds_text_key].decode("utf-8"), source, row))
         if task.tfds_text_pair_key:
             text_b.append(_text(record[task.tfds_text_pair_key].decode("utf-8"), source, row))
+        if task.regression:
+            labels.append(_label_id(task, str(record[task.tfds_label_key]), source, row))
+            continue
         label = int(record[task.tfds_label_key])
         if by_name:
             label = task.label_names.index(source_label_names[label])
@@ -299,9 +302,13 @@ def examples_from_records(task, records, source, source_label_names=None):
         labels.append(label)
     return Examples(
         text_a=text_a,
-        labels=np.asarray(labels, dtype=np.int32),
+        labels=np.asarray(labels, dtype=label_dtype(task)),
         text_b=text_b if task.tfds_text_pair_key else None,
     )
+
+
+def label_dtype(task):
+    return np.float32 if task.regression else np.int32
 
 
 def _not_utf8(path, error):
@@ -317,6 +324,18 @@ def _text(value, path, line):
 
 
 def _label_id(task, value, path, line):
+    """The class id of `value`, or for a regression task its number."""
+    if task.regression:
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not np.isfinite(number):
+            raise UserInputError(
+                f"{path}, line {line}: {task.label_column} {value!r} is not a number; "
+                f"task {task.name} is a regression on real-valued scores."
+            )
+        return number
     try:
         return task.label_names.index(value.strip())
     except ValueError:

@@ -43,10 +43,14 @@ class TaskSpec:
     skip_unknown_train_labels: bool = False
     # Reported per exit; the first one drives sweeps and the threshold choice.
     metrics: tuple = ("accuracy",)
+    # A real-valued target (STS-B): one output, squared-error losses, and
+    # exits by the patience rule with a tolerance (entropy has no meaning).
+    regression: bool = False
 
     @property
     def num_labels(self):
-        return len(self.label_names)
+        """Outputs of every exit: the number of classes, or 1 for regression."""
+        return 1 if self.regression else len(self.label_names)
 
 
 TASKS = {
@@ -100,6 +104,21 @@ TASKS = {
         tfds_name="glue/rte",
         tfds_text_key="sentence1",
         tfds_text_pair_key="sentence2",
+    ),
+    "stsb": TaskSpec(
+        name="stsb",
+        glue_dir="STS-B",
+        train_file="train.tsv",
+        dev_file="dev.tsv",
+        text_column="sentence1",
+        text_pair_column="sentence2",
+        label_column="score",
+        label_names=("score",),
+        tfds_name="glue/stsb",
+        tfds_text_key="sentence1",
+        tfds_text_pair_key="sentence2",
+        metrics=("pearson", "spearman"),
+        regression=True,
     ),
     # Registered for TFDS or a full GLUE download; not in ../shared/data.
     "qnli": TaskSpec(

@@ -20,24 +20,40 @@ import numpy as np
 import tensorflow as tf
 
 
+def exit_outputs(logits):
+    """What an exit outputs: class probabilities, or a regression's value (one logit)."""
+    return logits if logits.shape[-1] == 1 else tf.nn.softmax(logits, axis=-1)
+
+
+def predictions_of(outputs):
+    """The class (argmax), or for regression the value itself."""
+    outputs = np.asarray(outputs)
+    return outputs[..., 0] if outputs.shape[-1] == 1 else outputs.argmax(axis=-1)
+
+
 @dataclasses.dataclass
 class ExitResult:
-    probs: np.ndarray  # B x N, of the exit taken
+    probs: np.ndarray  # B x N, of the exit taken (B x 1: regression values)
     exit_layers: np.ndarray  # B, 1-based
 
     @property
     def labels(self):
-        return self.probs.argmax(axis=-1)
+        return predictions_of(self.probs)
 
 
-def _patience_exits(predictions, patience):
+def _agree(current, previous, tolerance):
+    # Classes agree when equal (tolerance 0); regression values within tolerance.
+    return np.abs(current.astype(np.float64) - previous) <= tolerance
+
+
+def _patience_exits(predictions, patience, tolerance):
     """First layer (0-based) at which the prediction held for `patience` more exits."""
     batch, num_layers = predictions.shape
     exits = np.full(batch, num_layers - 1)
     count = np.zeros(batch, int)
     decided = np.zeros(batch, bool)
     for layer in range(1, num_layers):
-        same = predictions[:, layer] == predictions[:, layer - 1]
+        same = _agree(predictions[:, layer], predictions[:, layer - 1], tolerance)
         count = np.where(same, count + 1, 0)
         now = ~decided & (count >= patience) & (layer < num_layers - 1)
         exits[now] = layer
@@ -52,7 +68,7 @@ def simulate(exit_probs, rule):
     if num_layers == 1:
         exits = np.zeros(batch, int)
     elif rule.kind == "patience":
-        exits = _patience_exits(exit_probs.argmax(-1), rule.patience)
+        exits = _patience_exits(predictions_of(exit_probs), rule.patience, rule.tolerance)
     else:
         sure = rule.uncertainty(exit_probs[:, :-1]) <= rule.speed
         exits = np.where(sure.any(axis=1), sure.argmax(axis=1), num_layers - 1)
@@ -74,7 +90,7 @@ class EarlyExitPredictor:
         def step(hidden, padding_mask):
             hidden = self.classifier.transformer_layer(index, hidden, padding_mask)
             _, logits = self.classifier.exit_outputs(index, hidden, padding_mask)
-            return hidden, tf.nn.softmax(logits, axis=-1)
+            return hidden, exit_outputs(logits)
 
         return step
 
@@ -87,7 +103,7 @@ class EarlyExitPredictor:
         exits = np.zeros(batch, int)
         active = np.arange(batch)
         hidden = self._embed({k: tf.convert_to_tensor(np.asarray(v).astype("int32")) for k, v in inputs.items()})
-        previous = np.full(batch, -1)
+        previous = np.full(batch, np.nan)  # agrees with nothing
         count = np.zeros(batch, int)
         for layer in range(num_layers):
             hidden, layer_probs = self._steps[layer](hidden, tf.constant(mask))
@@ -95,8 +111,8 @@ class EarlyExitPredictor:
             if layer == num_layers - 1:
                 done = np.ones(len(active), bool)
             elif rule.kind == "patience":
-                labels = layer_probs.argmax(-1)
-                count = np.where(labels == previous, count + 1, 0)
+                labels = predictions_of(layer_probs)
+                count = np.where(_agree(labels, previous, rule.tolerance), count + 1, 0)
                 previous = labels
                 done = count >= rule.patience
             else:

@@ -11,10 +11,24 @@ from msbert_tf.inference.uncertainty import ExitRule
 DEFAULT_SPEEDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
 
 
-def rules_for(uncertainty, speeds=DEFAULT_SPEEDS, top_k=2, num_layers=None):
-    """Thresholds to sweep; for `patience`, every patience from 1 to L - 2."""
+# Regression (STS-B, scores 0-5): how close two exits' values must be to agree.
+DEFAULT_TOLERANCES = (0.1, 0.2, 0.3, 0.5)
+
+
+def default_uncertainty(task):
+    """Entropy for classification; patience for regression, its only rule."""
+    return "patience" if task.regression else "entropy"
+
+
+def rules_for(uncertainty, speeds=DEFAULT_SPEEDS, top_k=2, num_layers=None, tolerances=(0.0,)):
+    """Thresholds to sweep; for `patience`, every patience from 1 to L - 2 (for
+    regression, at each of `tolerances`)."""
     if uncertainty == "patience":
-        return [ExitRule("patience", patience=p) for p in range(1, max(num_layers - 1, 2))]
+        return [
+            ExitRule("patience", patience=p, tolerance=float(t))
+            for t in tolerances
+            for p in range(1, max(num_layers - 1, 2))
+        ]
     return [ExitRule(uncertainty, speed=float(s), top_k=top_k) for s in speeds]
 
 

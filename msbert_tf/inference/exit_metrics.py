@@ -10,6 +10,7 @@ metrics["all"]["f1"]                  # every metric, exits 1..L
 import numpy as np
 
 from msbert_tf.data import pipeline
+from msbert_tf.inference.early_exit import predictions_of
 from msbert_tf.inference.metrics import score
 
 
@@ -21,7 +22,7 @@ def exit_logits(classifier, split, batch_size):
 
 def exit_metrics(classifier, split, batch_size, metrics=("accuracy",)):
     """The first of `metrics` drives sweeps and threshold choice; all are reported."""
-    predictions = exit_logits(classifier, split, batch_size).argmax(axis=-1)
+    predictions = predictions_of(exit_logits(classifier, split, batch_size))
     every = {
         name: [score(name, split.labels, predictions[:, i]) for i in range(predictions.shape[1])]
         for name in metrics

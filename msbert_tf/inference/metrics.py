@@ -32,7 +32,31 @@ def matthews(labels, predictions):
     return float(numerator / denominator) if denominator else 0.0
 
 
-METRICS = {"accuracy": accuracy, "f1": f1, "matthews": matthews}
+def pearson(labels, predictions):
+    """Pearson correlation (STS-B); 0 when either side is constant."""
+    labels, predictions = np.asarray(labels, np.float64), np.asarray(predictions, np.float64)
+    a, b = labels - labels.mean(), predictions - predictions.mean()
+    denominator = np.sqrt((a @ a) * (b @ b))
+    return float(a @ b / denominator) if denominator else 0.0
+
+
+def _ranks(values):
+    """Ranks from 1, ties sharing their mean rank (as Spearman's rho needs)."""
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    _, group, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(group, weights=ranks)
+    return sums[group] / counts[group]
+
+
+def spearman(labels, predictions):
+    """Spearman's rank correlation: Pearson's on the ranks."""
+    return pearson(_ranks(labels), _ranks(predictions))
+
+
+METRICS = {"accuracy": accuracy, "f1": f1, "matthews": matthews, "pearson": pearson, "spearman": spearman}
 
 
 def score(name, labels, predictions):

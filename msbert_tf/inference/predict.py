@@ -16,6 +16,7 @@ from msbert_tf.data import pipeline
 from msbert_tf.data.readers import Examples
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference.early_exit import EarlyExitPredictor
+from msbert_tf.inference.evaluation import default_uncertainty
 from msbert_tf.inference.uncertainty import ExitRule
 
 
@@ -32,10 +33,11 @@ def default_rule(trained, speed=None, uncertainty=None, top_k=None):
             f"with --uncertainty={uncertainty} pass --speed as well."
         )
     rule = ExitRule(
-        kind=uncertainty or chosen.get("uncertainty") or "entropy",
+        kind=uncertainty or chosen.get("uncertainty") or default_uncertainty(trained.task),
         speed=chosen.get("speed", 0.0) if speed is None else speed,
         top_k=top_k if top_k is not None else (chosen.get("top_k") or 2),
         patience=chosen.get("patience") or 2,
+        tolerance=chosen.get("tolerance") or 0.0,
     )
     return rule.validate(trained.classifier.num_labels)
 
@@ -55,10 +57,11 @@ def predict_texts(trained, texts, rule, batch_size=32):
     results = []
     for features, _ in pipeline.eval_dataset(split, batch_size):
         out = predictor.predict({k: v.numpy() for k, v in features.items()}, rule)
-        for probs, layer in zip(out.probs, out.exit_layers):
+        for probs, prediction, layer in zip(out.probs, out.labels, out.exit_layers):
             results.append(
                 {
-                    "label": names[int(np.argmax(probs))],
+                    # A regression's label is its predicted value.
+                    "label": float(prediction) if trained.task.regression else names[int(prediction)],
                     "probabilities": [round(float(p), 6) for p in probs],
                     "exit_layer": int(layer),
                 }

@@ -13,13 +13,12 @@ choose_speed(points, teacher_metric=91.0, max_drop=0.5)
 
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from msbert_tf.data import pipeline
 from msbert_tf.inference import flops
-from msbert_tf.inference.early_exit import EarlyExitPredictor, simulate
+from msbert_tf.inference.early_exit import EarlyExitPredictor, exit_outputs, simulate
 from msbert_tf.inference.exit_metrics import exit_logits
 from msbert_tf.inference.metrics import score
 
@@ -31,7 +30,7 @@ def flops_speedup(exit_layers, lengths, spec):
 
 
 def sweep(classifier, split, rules, batch_size=64, metric="accuracy"):
-    probs = np.asarray(keras.ops.softmax(exit_logits(classifier, split, batch_size), axis=-1))
+    probs = np.asarray(exit_outputs(tf.constant(exit_logits(classifier, split, batch_size))))
     spec = flops.model_spec(classifier)
     lengths = split.lengths
     points = []
@@ -45,6 +44,7 @@ def sweep(classifier, split, rules, batch_size=64, metric="accuracy"):
                 "speed": rule.speed,
                 "top_k": rule.top_k if rule.kind == "topk" else None,
                 "patience": rule.patience if rule.kind == "patience" else None,
+                "tolerance": rule.tolerance if rule.kind == "patience" and classifier.num_labels == 1 else None,
                 "metric": score(metric, split.labels, result.labels),
                 "mean_exit_layer": round(float(result.exit_layers.mean()), 3),
                 "exit_histogram": histogram.tolist(),

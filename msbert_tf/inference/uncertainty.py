@@ -6,7 +6,9 @@
   probabilities that inflates plain entropy when there are many classes;
   with `K = N` it equals `entropy`.
 - `patience` (PABEE): exit once the prediction has stayed the same for
-  `patience` consecutive exits (no probabilities involved).
+  `patience` consecutive exits (no probabilities involved). For regression
+  (one output) "the same" means within `tolerance` of the previous exit's
+  value; it is the only rule there, as entropy needs class probabilities.
 
 ```python
 import numpy as np
@@ -45,17 +47,26 @@ class ExitRule:
 
     `speed` is the uncertainty threshold in [0, 1] for `entropy`/`topk`
     (0 runs the whole teacher, 1 always exits at layer 1); for `patience` it
-    is unused and `patience` (>= 1) counts agreeing consecutive exits.
+    is unused and `patience` (>= 1) counts agreeing consecutive exits;
+    `tolerance` is how far two regression outputs may differ and agree.
     """
 
     kind: str = "entropy"
     speed: float = 0.0
     top_k: int = 2
     patience: int = 2
+    tolerance: float = 0.0
 
     def validate(self, num_labels):
         if self.kind not in RULES:
             raise UserInputError(f"uncertainty {self.kind!r} is not one of {', '.join(RULES)}.")
+        if num_labels == 1 and self.kind != "patience":
+            raise UserInputError(
+                f"a regression task exits by the patience rule (--uncertainty=patience, with "
+                f"--tolerance): {self.kind} needs class probabilities."
+            )
+        if not (self.tolerance >= 0.0 and np.isfinite(self.tolerance)):
+            raise UserInputError(f"tolerance must be a finite number >= 0, got {self.tolerance}.")
         if not 0.0 <= self.speed <= 1.0 or np.isnan(self.speed):
             raise UserInputError(
                 f"speed (the exit threshold) must be in [0, 1], got {self.speed}: "

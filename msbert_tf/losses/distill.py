@@ -3,6 +3,10 @@
 `loss = alpha * sum_l KL(p_T || p_l) + beta * EMD(students, teacher layers)`
 for `emd` (MS-BERT); `alpha * sum_l KL` alone for `kl` (FastBERT); the sum
 of every head's cross-entropy on gold labels for `ce` (DeeBERT-style).
+For regression (one output) squared error takes the place of KL and of
+cross-entropy: to the teacher's value, between layers in the EMD's
+`logits` cost, and to the gold score for `ce`. The part keeps the name
+`kl` in the logs.
 
 The layer takes the stage-2 model's outputs (a dict, see
 `msbert_tf.training.stage_models.DistillationModel`) and the labels, and
@@ -41,9 +45,10 @@ def _kl(p_teacher, log_p_student):
 class DistillationLoss(keras.layers.Layer):
     """Stage-2 objective; owns the EMD's learned parts (projections, layer weights)."""
 
-    def __init__(self, config, num_layers, hidden_dim, head_dim=128, **kwargs):
+    def __init__(self, config, num_layers, hidden_dim, head_dim=128, regression=False, **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        self.regression = regression
         self.num_layers = num_layers
         self.hidden_dim = hidden_dim
         self.head_dim = head_dim
@@ -71,6 +76,8 @@ class DistillationLoss(keras.layers.Layer):
     def call(self, outputs, labels, training=False):
         c = self.config
         student_logits = outputs["student_logits"]  # S x B x N
+        if self.regression:
+            return self._regression(outputs, labels, training)
         if c.loss == "ce":
             gold = tf.broadcast_to(tf.cast(labels, tf.int32)[None], tf.shape(student_logits)[:2])
             ce = tf.reduce_sum(
@@ -86,19 +93,35 @@ class DistillationLoss(keras.layers.Layer):
         parts = {"kl": kl}
         total = c.alpha * kl
         if c.loss == "emd":
-            emd = self._emd(outputs, log_p_students, p_teacher_layers, training)
+            # d_ij = KL(softmax(C_T(h_j)/tau) || p_i), batch mean: S x L.
+            logits_cost = tf.reduce_mean(_kl(p_teacher_layers[None], log_p_students[:, None]), axis=-1)
+            emd = self._emd(outputs, logits_cost, training)
             parts["emd"] = emd
             total = total + c.beta * emd
         return {"loss": total, **parts}
 
-    def _emd(self, outputs, log_p_students, p_teacher_layers, training):
+    def _regression(self, outputs, labels, training):
+        c = self.config
+        students = outputs["student_logits"][..., 0]  # S x B
+        if c.loss == "ce":
+            gold = tf.cast(labels, students.dtype)[None]
+            se = tf.reduce_sum(tf.reduce_mean(tf.square(students - gold), axis=1))
+            return {"loss": se, "ce": se}
+        teachers = tf.stop_gradient(outputs["teacher_logits"][..., 0])  # L x B
+        se = tf.reduce_sum(tf.reduce_mean(tf.square(students - teachers[-1][None]), axis=1))
+        parts, total = {"kl": se}, c.alpha * se
+        if c.loss == "emd":
+            # d_ij = mean squared difference of student i's and C_T(h_j)'s values.
+            logits_cost = tf.reduce_mean(tf.square(students[:, None] - teachers[None]), axis=-1)
+            parts["emd"] = self._emd(outputs, logits_cost, training)
+            total = total + c.beta * parts["emd"]
+        return {"loss": total, **parts}
+
+    def _emd(self, outputs, logits_cost, training):
         c = self.config
         costs = []
         if c.emd_cost in ("logits", "both"):
-            # d_ij = KL(softmax(C_T(h_j)/tau) || p_i), batch mean: S x L.
-            costs.append(
-                tf.reduce_mean(_kl(p_teacher_layers[None], log_p_students[:, None]), axis=-1)
-            )
+            costs.append(logits_cost)
         if c.emd_cost in ("hidden", "both"):
             projected = tf.stack(
                 [w(z) for w, z in zip(self.projections, tf.unstack(outputs["student_z"]))]
@@ -140,6 +163,7 @@ class DistillationLoss(keras.layers.Layer):
             num_layers=self.num_layers,
             hidden_dim=self.hidden_dim,
             head_dim=self.head_dim,
+            regression=self.regression,
         )
         return config
 

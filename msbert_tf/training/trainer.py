@@ -85,6 +85,16 @@ def _optimizer(stage_config, total_steps):
     return optimizer
 
 
+def _teacher_objective(task):
+    """Stage 1's loss and logged metric: squared error for regression, else cross-entropy."""
+    if task.regression:
+        return {"loss": keras.losses.MeanSquaredError(), "metrics": [keras.metrics.MeanAbsoluteError(name="mae")]}
+    return {
+        "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    }
+
+
 def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out, verbose, jit_compile):
     """Runs one stage with checkpoints every `checkpoint_every_steps`.
 
@@ -210,8 +220,7 @@ def _train_stages(config, task, run, out, verbose):
     else:
         stages["teacher"] = fit_stage(
             "teacher", TeacherModel(classifier, config.teacher.train_token_embedding),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            **_teacher_objective(task),
             stage_config=config.teacher, split=train_split, config=config, run=run, out=out, verbose=verbose,
             jit_compile=config.jit_compile,
         )
@@ -232,6 +241,7 @@ def _train_stages(config, task, run, out, verbose):
         num_layers=classifier.num_layers,
         hidden_dim=classifier.backbone.hidden_dim,
         head_dim=config.model.head_dim,
+        regression=task.regression,
     )
     stages["distill"] = fit_stage(
         "distill", DistillationModel(classifier, distill_loss), loss=None, metrics=None,
