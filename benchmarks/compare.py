@@ -50,7 +50,7 @@ DROPS = (0.5, 1.5)
 def write_comparison(rows, curves, teacher_metric, metric):
     write_atomically(os.path.join(FLAGS.output_dir, "compare.json"),
                      json.dumps({"teacher": teacher_metric, "metric": metric, "rows": rows, "curves": curves}, indent=2))
-    report.plot_tradeoff(curves, teacher_metric, os.path.join(FLAGS.output_dir, "compare.png"))
+    report.plot_tradeoff(curves, teacher_metric, os.path.join(FLAGS.output_dir, "compare.png"), metric=metric)
     lines = [f"Teacher dev {metric}: {teacher_metric}", "",
              f"| variant | per-exit dev {metric}, layers 1-L | "
              + " | ".join(f"within {d} pt: FLOPs (L / mean exit layer)" for d in DROPS)
@@ -85,6 +85,8 @@ def main(argv):
     base = RunDir(FLAGS.teacher_run).load_config()
     task = readers.resolve_task(base.data)
     metric = task.metrics[0]
+    if task.regression and FLAGS.top_k:
+        raise app.UsageError(f"--top_k needs classes; {task.name} is a regression.")
     curves, rows, teacher_metric, full_layers = {}, [], None, None
     for name, (head, loss, solver) in VARIANTS.items():
         if FLAGS.variants and name not in FLAGS.variants:

@@ -60,8 +60,9 @@ def launch_workers(count):
         subprocess.Popen([sys.executable, *sys.argv], env=env, stdout=None if i == 0 else subprocess.DEVNULL)
         for i, env in enumerate(localhost_worker_environments(count))
     ]
-    for process in processes:
-        process.wait()
+    codes = [process.wait() for process in processes]
+    if any(codes):
+        raise SystemExit(f"worker exit codes {codes}")
 
 
 def main(argv):
@@ -75,8 +76,8 @@ def main(argv):
     rng = np.random.default_rng(0)
     for case in FLAGS.cases:
         for xla in FLAGS.xla:
-            if case == "emd_exact" and xla == "1":
-                continue  # POT runs in Python: never compiled
+            if xla == "1" and (case == "emd_exact" or FLAGS.workers > 1):
+                continue  # POT runs in Python, and the multi-worker step: never compiled
             for length in map(int, FLAGS.lengths):
                 with strategy.scope():
                     model, loss = make_model(case, classifier)

@@ -171,7 +171,8 @@ def test_another_rule_than_the_chosen_one_needs_its_own_threshold(tmp_path):
     from msbert_tf.training.run_dir import RunDir
 
     (tmp_path / "exit_threshold.json").write_text(json.dumps({"uncertainty": "patience", "speed": 0.0, "patience": 2}))
-    trained = SimpleNamespace(run=RunDir(str(tmp_path)), classifier=SimpleNamespace(num_labels=2))
+    trained = SimpleNamespace(run=RunDir(str(tmp_path)), classifier=SimpleNamespace(num_labels=2),
+                              task=SimpleNamespace(regression=False))
     with pytest.raises(UserInputError, match="with --uncertainty=entropy pass --speed"):
         default_rule(trained, uncertainty="entropy")
     assert default_rule(trained, speed=0.4, uncertainty="entropy") == ExitRule("entropy", 0.4, 2, 2)

@@ -110,3 +110,17 @@ def test_tiny_stsb_run_reports_correlations_and_exits_like_the_simulator(glue_di
         got = EarlyExitPredictor(result.classifier).predict(x, rule)
         np.testing.assert_array_equal(got.exit_layers, expected.exit_layers)
         np.testing.assert_allclose(got.labels, expected.labels, atol=1e-5)
+
+
+def test_stsb_from_tfds_reads_float_scores(monkeypatch):
+    """TFDS's STS-B label is a float feature without class names."""
+    import types
+
+    import tensorflow_datasets as tfds
+
+    records = [{"sentence1": b"A man sings.", "sentence2": b"A man is singing.", "label": np.float32(4.25)}]
+    info = types.SimpleNamespace(features={"label": types.SimpleNamespace()})  # no `.names`
+    monkeypatch.setattr(tfds, "load", lambda *args, **kwargs: (records, info))
+    monkeypatch.setattr(tfds, "as_numpy", lambda dataset: dataset)
+    examples = readers.read_tfds(tasks.get_task("stsb"), "train")
+    assert (examples.text_b, examples.labels.tolist()) == (["A man is singing."], [4.25])

@@ -271,7 +271,8 @@ def read_tfds(task, split):
             f"{str(e).splitlines()[0] if str(e) else ''}); offline, pass "
             "--data_dir=<GLUE folder> instead."
         ) from None
-    names = info.features[task.tfds_label_key].names
+    # A regression's label is a float feature, without class names.
+    names = None if task.regression else info.features[task.tfds_label_key].names
     return examples_from_records(
         task, tfds.as_numpy(dataset), source=f"TFDS {task.tfds_name}", source_label_names=names
     )

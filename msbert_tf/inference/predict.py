@@ -16,7 +16,7 @@ from msbert_tf.data import pipeline
 from msbert_tf.data.readers import Examples
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference.early_exit import EarlyExitPredictor
-from msbert_tf.inference.evaluation import default_uncertainty
+from msbert_tf.inference.evaluation import DEFAULT_TOLERANCES, default_uncertainty
 from msbert_tf.inference.uncertainty import ExitRule
 
 
@@ -37,7 +37,9 @@ def default_rule(trained, speed=None, uncertainty=None, top_k=None):
         speed=chosen.get("speed", 0.0) if speed is None else speed,
         top_k=top_k if top_k is not None else (chosen.get("top_k") or 2),
         patience=chosen.get("patience") or 2,
-        tolerance=chosen.get("tolerance") or 0.0,
+        # Without a chosen point, a regression's values agree within the
+        # middle default tolerance (exact equality would never exit early).
+        tolerance=chosen.get("tolerance") or (DEFAULT_TOLERANCES[1] if trained.task.regression else 0.0),
     )
     return rule.validate(trained.classifier.num_labels)
 

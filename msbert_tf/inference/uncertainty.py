@@ -62,8 +62,8 @@ class ExitRule:
             raise UserInputError(f"uncertainty {self.kind!r} is not one of {', '.join(RULES)}.")
         if num_labels == 1 and self.kind != "patience":
             raise UserInputError(
-                f"a regression task exits by the patience rule (--uncertainty=patience, with "
-                f"--tolerance): {self.kind} needs class probabilities."
+                f"a regression task exits by the patience rule (--uncertainty=patience; "
+                f"evaluate sweeps --tolerances): {self.kind} needs class probabilities."
             )
         if not (self.tolerance >= 0.0 and np.isfinite(self.tolerance)):
             raise UserInputError(f"tolerance must be a finite number >= 0, got {self.tolerance}.")

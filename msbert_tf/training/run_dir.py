@@ -52,9 +52,9 @@ class RunDir:
     def log_dir(self, stage):
         return self.file("logs", stage)
 
-    def claim(self, config):
-        """Writes `config` into a new folder, or checks it against the folder's."""
-        os.makedirs(self.path, exist_ok=True)
+    def claim(self, config, write=True):
+        """Writes `config` into a new folder, or checks it against the folder's
+        (`write=False`: only checks)."""
         path = self.file("config.json")
         # A launch that failed before training anything does not bind the folder.
         started = any(
@@ -75,7 +75,9 @@ class RunDir:
                     f"{self.path} holds a run with another config ({details}); "
                     "resume with the same settings or pick a new --output_dir."
                 )
-        write_atomically(path, config.to_json())
+        if write:
+            os.makedirs(self.path, exist_ok=True)
+            write_atomically(path, config.to_json())
 
     def load_stages(self):
         """Timings of the stages finished so far (kept across resumes)."""

@@ -18,6 +18,7 @@ import os
 import shutil
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from msbert_tf.data import pipeline, readers, tasks
@@ -28,7 +29,7 @@ from msbert_tf.models.classifier import MSBertClassifier
 from msbert_tf.training import run_dir as run_dir_lib
 from msbert_tf.training.callbacks import LossGuard, ThroughputMeter, StageBackupAndRestore
 from msbert_tf.training.stage_models import DistillationModel, TeacherModel
-from msbert_tf.training.strategy import make_strategy, worker_name
+from msbert_tf.training.strategy import is_multi_worker, make_strategy, worker_name
 
 
 @dataclasses.dataclass
@@ -38,8 +39,10 @@ class TrainResult:
     task: tasks.TaskSpec
     dev_split: pipeline.EncodedSplit
     stages: dict
-    # False on every worker of a multi-worker run but the chief.
+    # False on every worker of a multi-worker run but the chief, whose
+    # weights then live in `output_dir` = RUN/workers/<name>.
     chief: bool = True
+    output_dir: str = None
 
 
 def build_classifier(config, task):
@@ -106,6 +109,8 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out,
     non-chief workers).
     """
     batch_size = config.data.batch_size
+    # The multi-worker step is never compiled (stage_models): no XLA padding.
+    jit_compile = jit_compile and not is_multi_worker(tf.distribute.get_strategy())
     total_steps = max(1, math.ceil(stage_config.epochs * len(split) / batch_size))
     chunks = math.ceil(total_steps / config.checkpoint_every_steps)
     steps_per_chunk = math.ceil(total_steps / chunks)
@@ -193,12 +198,15 @@ def train(config, output_dir, verbose="auto"):
     worker = worker_name(strategy)
     # Workers other than the chief read the run folder but write their own.
     out = run if worker is None else run_dir_lib.RunDir(run.file("workers", worker))
+    if out is not run:
+        # Refused here too: a worker that went on alone would wait forever for the chief.
+        run.claim(config, write=False)
     out.claim(config)
     keras.utils.set_random_seed(config.seed)
     # Every variable (model, loss, optimizer) is made under the strategy.
     with strategy.scope():
         result = _train_stages(config, task, run, out, verbose)
-    result.chief = worker is None
+    result.chief, result.output_dir = worker is None, out.path
     return result
 
 
