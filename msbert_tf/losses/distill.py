@@ -75,47 +75,43 @@ class DistillationLoss(keras.layers.Layer):
 
     def call(self, outputs, labels, training=False):
         c = self.config
-        student_logits = outputs["student_logits"]  # S x B x N
-        if self.regression:
-            return self._regression(outputs, labels, training)
         if c.loss == "ce":
-            gold = tf.broadcast_to(tf.cast(labels, tf.int32)[None], tf.shape(student_logits)[:2])
-            ce = tf.reduce_sum(
-                tf.reduce_mean(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(gold, student_logits), axis=1
-                )
-            )
+            ce = self._gold_loss(outputs["student_logits"], labels)
             return {"loss": ce, "ce": ce}
-        tau = c.temperature
-        log_p_students = tf.nn.log_softmax(student_logits / tau, axis=-1)
-        p_teacher_layers = tf.stop_gradient(tf.nn.softmax(outputs["teacher_logits"] / tau, axis=-1))
-        kl = tf.reduce_sum(tf.reduce_mean(_kl(p_teacher_layers[-1][None], log_p_students), axis=1))
-        parts = {"kl": kl}
-        total = c.alpha * kl
+        terms = self._regression_terms if self.regression else self._kl_terms
+        to_teacher, pair_cost = terms(outputs)
+        parts, total = {"kl": to_teacher}, c.alpha * to_teacher
         if c.loss == "emd":
-            # d_ij = KL(softmax(C_T(h_j)/tau) || p_i), batch mean: S x L.
-            logits_cost = tf.reduce_mean(_kl(p_teacher_layers[None], log_p_students[:, None]), axis=-1)
-            emd = self._emd(outputs, logits_cost, training)
-            parts["emd"] = emd
-            total = total + c.beta * emd
-        return {"loss": total, **parts}
-
-    def _regression(self, outputs, labels, training):
-        c = self.config
-        students = outputs["student_logits"][..., 0]  # S x B
-        if c.loss == "ce":
-            gold = tf.cast(labels, students.dtype)[None]
-            se = tf.reduce_sum(tf.reduce_mean(tf.square(students - gold), axis=1))
-            return {"loss": se, "ce": se}
-        teachers = tf.stop_gradient(outputs["teacher_logits"][..., 0])  # L x B
-        se = tf.reduce_sum(tf.reduce_mean(tf.square(students - teachers[-1][None]), axis=1))
-        parts, total = {"kl": se}, c.alpha * se
-        if c.loss == "emd":
-            # d_ij = mean squared difference of student i's and C_T(h_j)'s values.
-            logits_cost = tf.reduce_mean(tf.square(students[:, None] - teachers[None]), axis=-1)
+            # Only a `logits` cost needs the S x L pairwise divergences.
+            logits_cost = pair_cost() if c.emd_cost in ("logits", "both") else None
             parts["emd"] = self._emd(outputs, logits_cost, training)
             total = total + c.beta * parts["emd"]
         return {"loss": total, **parts}
+
+    def _gold_loss(self, student_logits, labels):
+        """Every head's loss on the gold labels, summed: cross-entropy, or squared error."""
+        if self.regression:
+            gold = tf.cast(labels, student_logits.dtype)[None]
+            return tf.reduce_sum(tf.reduce_mean(tf.square(student_logits[..., 0] - gold), axis=1))
+        gold = tf.broadcast_to(tf.cast(labels, tf.int32)[None], tf.shape(student_logits)[:2])
+        return tf.reduce_sum(
+            tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(gold, student_logits), axis=1)
+        )
+
+    def _kl_terms(self, outputs):
+        """sum_l KL(p_T || p_l), and d_ij = KL(softmax(C_T(h_j)/tau) || p_i) (S x L, batch mean)."""
+        tau = self.config.temperature
+        log_p_students = tf.nn.log_softmax(outputs["student_logits"] / tau, axis=-1)
+        p_teacher_layers = tf.stop_gradient(tf.nn.softmax(outputs["teacher_logits"] / tau, axis=-1))
+        kl = tf.reduce_sum(tf.reduce_mean(_kl(p_teacher_layers[-1][None], log_p_students), axis=1))
+        return kl, lambda: tf.reduce_mean(_kl(p_teacher_layers[None], log_p_students[:, None]), axis=-1)
+
+    def _regression_terms(self, outputs):
+        """The same with squared error: to C_T's value, and between head i's and layer j's values."""
+        students = outputs["student_logits"][..., 0]  # S x B
+        teachers = tf.stop_gradient(outputs["teacher_logits"][..., 0])  # L x B
+        se = tf.reduce_sum(tf.reduce_mean(tf.square(students - teachers[-1][None]), axis=1))
+        return se, lambda: tf.reduce_mean(tf.square(students[:, None] - teachers[None]), axis=-1)
 
     def _emd(self, outputs, logits_cost, training):
         c = self.config
