@@ -72,6 +72,21 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def tradeoff_lines(curves):
+    """{line name: (FLOPs speed-ups, metrics)} in speed-up order, one line per
+    curve of `curves` ({label: sweep points}). A regression sweep crosses
+    patience with tolerance: it gets one line per tolerance, or the points of
+    different tolerances would zig-zag into one."""
+    lines = {}
+    for label, points in curves.items():
+        tolerances = sorted({p.get("tolerance") for p in points}, key=lambda t: (t is not None, t))
+        for tolerance in tolerances:
+            ordered = sorted((p for p in points if p.get("tolerance") == tolerance), key=lambda p: p["flops_speedup"])
+            name = label if len(tolerances) == 1 else f"{label}, tolerance {tolerance}"
+            lines[name] = ([p["flops_speedup"] for p in ordered], [p["metric"] for p in ordered])
+    return lines
+
+
 def plot_tradeoff(curves, teacher_metric, path, metric="accuracy"):
     """`curves`: {label: sweep points}; metric against FLOPs speed-up."""
     import matplotlib
@@ -80,9 +95,8 @@ def plot_tradeoff(curves, teacher_metric, path, metric="accuracy"):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, points in curves.items():
-        ordered = sorted(points, key=lambda p: p["flops_speedup"])
-        ax.plot([p["flops_speedup"] for p in ordered], [p["metric"] for p in ordered], marker="o", label=label)
+    for name, (speedups, metrics) in tradeoff_lines(curves).items():
+        ax.plot(speedups, metrics, marker="o", label=name)
     ax.axhline(teacher_metric, color="gray", linestyle="--", label="teacher")
     ax.set_xlabel("FLOPs speed-up over the teacher (x)")
     ax.set_ylabel(metric)

@@ -124,3 +124,19 @@ def test_stsb_from_tfds_reads_float_scores(monkeypatch):
     monkeypatch.setattr(tfds, "as_numpy", lambda dataset: dataset)
     examples = readers.read_tfds(tasks.get_task("stsb"), "train")
     assert (examples.text_b, examples.labels.tolist()) == (["A man is singing."], [4.25])
+
+
+def test_the_tradeoff_plot_draws_one_line_per_tolerance():
+    from msbert_tf.report import tradeoff_lines
+
+    def point(speedup, metric, tolerance):
+        return {"flops_speedup": speedup, "metric": metric, "tolerance": tolerance}
+
+    regression = [point(2.0, 80.0, 0.2), point(1.5, 85.0, 0.1), point(3.0, 70.0, 0.2), point(1.2, 88.0, 0.1)]
+    classification = [point(2.0, 90.0, None), point(1.0, 91.0, None)]
+    lines = tradeoff_lines({"ms-bert": regression, "kl": classification})
+    assert lines == {
+        "ms-bert, tolerance 0.1": ([1.2, 1.5], [88.0, 85.0]),
+        "ms-bert, tolerance 0.2": ([2.0, 3.0], [80.0, 70.0]),
+        "kl": ([1.0, 2.0], [91.0, 90.0]),
+    }
