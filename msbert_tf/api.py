@@ -53,7 +53,7 @@ class MSBert:
 
         if self._trained is None:
             raise UserInputError("this model is not trained: call fit() or MSBert.load(run_dir).")
-        if isinstance(texts, str):
+        if isinstance(texts, str) or (self._trained.task.is_pair and isinstance(texts, tuple)):
             texts = [texts]
         rule = default_rule(self._trained, speed, uncertainty, top_k)
         return predict_texts(self._trained, texts, rule)

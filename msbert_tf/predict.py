@@ -2,6 +2,9 @@
 
     python -m msbert_tf.predict --run_dir=runs/sst2 "a gripping film" "dull"
     python -m msbert_tf.predict --run_dir=runs/sst2 --input_file=sentences.txt --speed=0.3
+    python -m msbert_tf.predict --run_dir=runs/mrpc $'He left.\tHe went away.'
+
+For a sentence-pair task, a tab separates the two texts of an example.
 
 Without --speed, the run's chosen threshold (RUN/exit_threshold.json) is used.
 """
@@ -14,7 +17,7 @@ from msbert_tf import cli
 from msbert_tf.errors import UserInputError
 
 flags.DEFINE_string("run_dir", None, "A finished training run folder.")
-flags.DEFINE_string("input_file", None, "A UTF-8 file with one text per line.")
+flags.DEFINE_string("input_file", None, "A UTF-8 file with one text per line (pairs: text<TAB>text_pair).")
 flags.DEFINE_float("speed", None, "Exit threshold in [0, 1] (default: the run's chosen one).")
 flags.DEFINE_string("uncertainty", None, "entropy, topk or patience (default: the run's).")
 flags.DEFINE_integer("top_k", None, "K of the top-K rule.")
@@ -23,7 +26,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     from msbert_tf.inference.loading import load_run
-    from msbert_tf.inference.predict import default_rule, predict_texts
+    from msbert_tf.inference.predict import default_rule, from_lines, predict_texts
 
     if not FLAGS.run_dir:
         raise UserInputError("--run_dir is required.")
@@ -38,8 +41,10 @@ def main(argv):
         raise UserInputError("nothing to classify: pass texts as arguments or --input_file.")
     trained = load_run(FLAGS.run_dir)
     rule = default_rule(trained, FLAGS.speed, FLAGS.uncertainty, FLAGS.top_k)
-    for text, result in zip(texts, predict_texts(trained, texts, rule)):
-        print(json.dumps({"text": text, **result}))
+    examples = from_lines(trained.task, texts)
+    for example, result in zip(examples, predict_texts(trained, examples, rule)):
+        shown = {"text": example[0], "text_pair": example[1]} if trained.task.is_pair else {"text": example}
+        print(json.dumps({**shown, **result}))
 
 
 main.takes_arguments = True  # the texts to classify

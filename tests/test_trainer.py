@@ -119,8 +119,13 @@ def test_a_launch_that_trained_nothing_does_not_bind_the_folder(glue_dir, tmp_pa
     assert '"loss": "kl"' in (tmp_path / "run" / "config.json").read_text()
 
 
-def test_a_pair_task_trains_and_reports_its_metrics(glue_dir, tmp_path):
+def test_a_pair_task_trains_reports_its_metrics_and_predicts_pairs(glue_dir, tmp_path):
+    from msbert_tf.data import readers
+    from msbert_tf.inference.early_exit import EarlyExitPredictor
     from msbert_tf.inference.evaluation import evaluate, rules_for
+    from msbert_tf.inference.loading import load_run
+    from msbert_tf.inference.predict import from_lines, predict_texts
+    from msbert_tf.inference.uncertainty import ExitRule
 
     config = tiny_config(glue_dir)
     config.data.task = "mrpc"
@@ -133,6 +138,23 @@ def test_a_pair_task_trains_and_reports_its_metrics(glue_dir, tmp_path):
     assert report["dev"]["metric"] == "accuracy"
     assert set(report["dev"]["all"]) == {"accuracy", "f1"}
     assert report["sweep"][0]["metric"] == report["dev"]["teacher"]  # speed 0 runs the teacher
+    # Raw pairs (a tab between the texts, as on the command line) predict like the dev features.
+    trained = load_run(str(tmp_path / "run"))
+    dev = readers.read_split(result.task, "dev", glue_dir).take(6)
+    rule = ExitRule("entropy", speed=0.5)
+    lines = [f"{a}\t{b}" for a, b in zip(dev.text_a, dev.text_b)]
+    got = predict_texts(trained, from_lines(trained.task, lines), rule)
+    want = EarlyExitPredictor(result.classifier).predict(
+        {k: v[:6] for k, v in result.dev_split.features.items()}, rule
+    )
+    assert [g["exit_layer"] for g in got] == list(want.exit_layers)
+    np.testing.assert_allclose([g["probabilities"] for g in got], want.probs, atol=1e-5)
+    assert {g["label"] for g in got} <= set(result.task.label_names)
+    for bad in (["one text only"], from_lines(trained.task, ["a\tb\tc"])):
+        with pytest.raises(UserInputError, match=r"example 1 is .* classifies sentence pairs, give each example as two texts"):
+            predict_texts(trained, bad, rule)
+    with pytest.raises(UserInputError, match="text 1 is empty"):
+        predict_texts(trained, [("fine", " ")], rule)
 
 
 def test_a_nan_loss_stops_the_stage_and_keeps_the_last_good_checkpoint(glue_dir, tmp_path, monkeypatch):
@@ -243,3 +265,4 @@ def test_a_kill_between_the_checkpoint_renames_resumes_from_the_previous_checkpo
     assert epochs_run == [2]  # resumed after the 2 saved epochs
     assert completed_epochs(folder) == 3
     assert sorted(os.listdir(tmp_path)) == ["checkpoints"]
+

@@ -48,6 +48,11 @@ class TaskSpec:
     regression: bool = False
 
     @property
+    def is_pair(self):
+        """Examples are two texts, packed by the tokenizer with segment ids."""
+        return self.text_pair_column is not None
+
+    @property
     def num_labels(self):
         """Outputs of every exit: the number of classes, or 1 for regression."""
         return 1 if self.regression else len(self.label_names)

@@ -56,7 +56,7 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
             f"max_seq_length={max_seq_length} is outside what the model takes (3 to {limit}): "
             "lower --max_seq_length."
         )
-    if trained.task.text_pair_column:
+    if trained.task.is_pair:
         raise UserInputError(
             f"task {trained.task.name} classifies sentence pairs; the bundles take one text "
             "so far: export a single-sentence task."

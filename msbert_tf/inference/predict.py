@@ -4,6 +4,8 @@
 trained = load_run("runs/sst2")
 predict_texts(trained, ["a gripping film"], default_rule(trained))
 # [{"label": "1", "probabilities": [...], "exit_layer": 2}]
+# A sentence-pair task (MRPC, RTE, STS-B, ...) takes (text, text_pair) tuples:
+predict_texts(load_run("runs/mrpc"), [("He left.", "He went away.")], rule)
 ```
 """
 
@@ -44,15 +46,41 @@ def default_rule(trained, speed=None, uncertainty=None, top_k=None):
     return rule.validate(trained.classifier.num_labels)
 
 
-def predict_texts(trained, texts, rule, batch_size=32):
-    rule.validate(trained.classifier.num_labels)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise UserInputError(f"text {i + 1} is empty: give every example some words.")
-    examples = Examples(
-        text_a=[t.strip() for t in texts],
-        labels=np.zeros(len(texts), np.int32),
+def _checked(text, i):
+    if not isinstance(text, str) or not text.strip():
+        raise UserInputError(f"text {i + 1} is empty: give every example some words.")
+    return text.strip()
+
+
+def _examples(task, texts):
+    """Strings for a one-text task, (text, text_pair) pairs for a pair task."""
+    if not task.is_pair:
+        return Examples(text_a=[_checked(t, i) for i, t in enumerate(texts)], labels=np.zeros(len(texts), np.int32))
+    pairs = []
+    for i, item in enumerate(texts):
+        if isinstance(item, str) or len(item) != 2:
+            raise UserInputError(
+                f"example {i + 1} is {item!r}: task {task.name} classifies sentence pairs, "
+                "give each example as two texts (a (text, text_pair) tuple; a tab between them on the command line)."
+            )
+        pairs.append((_checked(item[0], i), _checked(item[1], i)))
+    return Examples(
+        text_a=[a for a, _ in pairs], text_b=[b for _, b in pairs], labels=np.zeros(len(pairs), np.int32)
     )
+
+
+def from_lines(task, lines):
+    """Command-line texts as examples: for a pair task, a tab splits each line
+    into (text, text_pair); a line without exactly one tab is refused by
+    `predict_texts`, by number."""
+    return [tuple(line.split("\t")) for line in lines] if task.is_pair else list(lines)
+
+
+def predict_texts(trained, texts, rule, batch_size=32):
+    """Label, probabilities and exit layer of each of `texts`: strings, or
+    (text, text_pair) tuples for a sentence-pair task."""
+    rule.validate(trained.classifier.num_labels)
+    examples = _examples(trained.task, texts)
     split = pipeline.encode(examples, trained.preprocessor, name="input")
     predictor = EarlyExitPredictor(trained.classifier)
     names = trained.task.label_names
