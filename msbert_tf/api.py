@@ -44,8 +44,7 @@ class MSBert:
         from msbert_tf.training.trainer import train
 
         result = train(self.config, self.output_dir, verbose=verbose)
-        # A multi-worker run's other workers keep their weights in their own folder.
-        self._trained = load_run(self.output_dir if result.chief else result.output_dir)
+        self._trained = load_run(result.output_dir)
         return self
 
     def predict(self, texts, speed=None, uncertainty=None, top_k=None):

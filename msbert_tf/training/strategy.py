@@ -67,7 +67,6 @@ def worker_name(strategy):
     return f"{resolver.task_type}_{resolver.task_id}"
 
 
-
 def localhost_worker_environments(count):
     """Environments for `count` worker processes on free localhost ports, each
     with its `TF_CONFIG`: a multi-worker cluster on one machine (tests, benchmarks)."""

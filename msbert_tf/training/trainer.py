@@ -39,9 +39,10 @@ class TrainResult:
     task: tasks.TaskSpec
     dev_split: pipeline.EncodedSplit
     stages: dict
-    # False on every worker of a multi-worker run but the chief, whose
-    # weights then live in `output_dir` = RUN/workers/<name>.
+    # False on every worker of a multi-worker run but the chief.
     chief: bool = True
+    # Where this process wrote its weights: the run folder, or RUN/workers/<name>
+    # on a worker that is not the chief.
     output_dir: str = None
 
 
