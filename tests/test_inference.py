@@ -36,6 +36,17 @@ def test_top_k_ignores_the_long_tail():
     assert entropy(p) > 0.4 > top_k_entropy(p, 2) - 0.2
 
 
+def test_graph_uncertainty_equals_numpy_and_a_uniform_row_is_exactly_1():
+    from msbert_tf.inference.early_exit import uncertainty
+
+    probs = np.random.default_rng(0).dirichlet(np.full(6, 0.3), size=200).astype(np.float32)
+    uniform = np.full((1, 6), 1 / 6, np.float32)
+    for kind, k, numpy_version in (("entropy", 6, entropy), ("topk", 3, lambda p: top_k_entropy(p, 3))):
+        np.testing.assert_allclose(uncertainty(probs, kind, k).numpy(), numpy_version(probs), rtol=0, atol=1e-12)
+        # Speed 1 must exit a uniform row on both paths: rounding can't push it past 1.
+        assert uncertainty(uniform, kind, k).numpy()[0] <= 1.0 and numpy_version(uniform)[0] <= 1.0
+
+
 @pytest.mark.parametrize(
     "rule, message",
     [

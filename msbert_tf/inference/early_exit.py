@@ -2,7 +2,8 @@
 
 `EarlyExitPredictor.predict` runs layer 1 on the whole batch, evaluates
 exit 1, and carries on with only the examples that are not yet sure, cut to
-their own longest row: the work really shrinks as examples leave.
+their own longest row: the work really shrinks as examples leave. It is one
+TF graph (`early_exit`), also what the SavedModel serves.
 `simulate` takes every exit's probabilities (computed once with all layers)
 and replays the same decisions for any number of thresholds, for sweeps.
 Both give identical exit layers and labels (tested).
@@ -75,57 +76,108 @@ def simulate(exit_probs, rule):
     return ExitResult(probs=exit_probs[np.arange(batch), exits], exit_layers=exits + 1)
 
 
+_TINY = 1e-12
+
+
+def uncertainty(probs, kind, top_k):
+    """`inference.uncertainty` in TF ops, in float64 like the numpy version."""
+    p = tf.cast(probs, tf.float64)
+    if kind == "topk":
+        p = tf.math.top_k(p, k=top_k).values
+        p = p / tf.maximum(tf.reduce_sum(p, axis=-1, keepdims=True), _TINY)
+    n = tf.cast(tf.shape(p)[-1], tf.float64)
+    # Capped at 1 as the numpy version is: rounding must not make a uniform
+    # row miss speed 1 on one side only.
+    return tf.minimum(-tf.reduce_sum(p * tf.math.log(tf.maximum(p, _TINY)), axis=-1) / tf.math.log(n), 1.0)
+
+
+def _trim(tensors, mask):
+    """Cuts every tensor (B x T ...) to the longest row of `mask` (at least 1)."""
+    width = tf.maximum(tf.reduce_max(tf.reduce_sum(mask, axis=1)), 1)
+    return [t[:, :width] for t in tensors]
+
+
+def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0.0):
+    """Per-example early exit on a batch, in TF ops: `(outputs, exit_layer)`.
+
+    After each layer the examples that are sure leave the batch and the rest
+    are cut to their own longest row; once none is left, no later layer runs
+    (a `tf.cond` per layer). One graph, so a call pays the per-call cost of
+    TensorFlow once, not once per layer. `outputs` are the probabilities (or
+    a regression's value) of the exit taken; exit layers are 1-based.
+    """
+    mask = tf.cast(inputs["padding_mask"], tf.int32)
+    ids, segments, mask = _trim([inputs["token_ids"], inputs["segment_ids"], mask], mask)
+    batch = tf.shape(mask)[0]
+    hidden = classifier.embed({"token_ids": ids, "segment_ids": segments, "padding_mask": mask})
+    last = classifier.num_layers - 1
+
+    def from_layer(layer, hidden, mask, active, previous, count, outputs, exits):
+        hidden = classifier.transformer_layer(layer, hidden, mask)
+        layer_outputs = exit_outputs(classifier.exit_outputs(layer, hidden, mask)[1])
+        if layer == last:
+            done = tf.ones_like(active, tf.bool)
+        elif kind == "patience":
+            current = layer_outputs[:, 0] if classifier.num_labels == 1 else tf.argmax(layer_outputs, axis=-1)
+            current = tf.cast(current, tf.float64)
+            # NaN (no previous exit) agrees with nothing.
+            count = tf.where(tf.abs(current - previous) <= tolerance, count + 1, 0)
+            previous = current
+            done = count >= patience
+        else:
+            done = uncertainty(layer_outputs, kind, top_k) <= speed
+        rows = tf.boolean_mask(active, done)[:, None]
+        outputs = tf.tensor_scatter_nd_update(outputs, rows, tf.boolean_mask(layer_outputs, done))
+        exits = tf.tensor_scatter_nd_update(exits, rows, tf.fill([tf.shape(rows)[0]], layer + 1))
+        if layer == last:
+            return outputs, exits
+        keep = tf.logical_not(done)
+
+        def go_on():
+            kept_mask = tf.boolean_mask(mask, keep)
+            kept_hidden, kept_mask = _trim([tf.boolean_mask(hidden, keep), kept_mask], kept_mask)
+            return from_layer(
+                layer + 1, kept_hidden, kept_mask, tf.boolean_mask(active, keep),
+                tf.boolean_mask(previous, keep), tf.boolean_mask(count, keep), outputs, exits,
+            )
+
+        return tf.cond(tf.reduce_any(keep), go_on, lambda: (outputs, exits))
+
+    return from_layer(
+        0, hidden, mask, tf.range(batch),
+        tf.fill([batch], tf.constant(float("nan"), tf.float64)), tf.zeros([batch], tf.int32),
+        tf.zeros([batch, classifier.num_labels], tf.float32), tf.zeros([batch], tf.int32),
+    )
+
+
 class EarlyExitPredictor:
-    """Runs a trained `MSBertClassifier` layer by layer, dropping finished examples."""
+    """Runs a trained `MSBertClassifier` layer by layer, dropping finished examples.
+
+    One compiled `early_exit` graph per rule kind (and K); the threshold,
+    patience and tolerance are its inputs, so a sweep traces nothing new.
+    """
 
     def __init__(self, classifier):
         self.classifier = classifier
-        # One compiled function per step; shapes vary with the batch left.
-        self._embed = tf.function(lambda x: classifier.embed(x), reduce_retracing=True)
-        self._steps = [
-            tf.function(self._step_fn(i), reduce_retracing=True) for i in range(classifier.num_layers)
-        ]
+        self._compiled = {}
 
-    def _step_fn(self, index):
-        def step(hidden, padding_mask):
-            hidden = self.classifier.transformer_layer(index, hidden, padding_mask)
-            _, logits = self.classifier.exit_outputs(index, hidden, padding_mask)
-            return hidden, exit_outputs(logits)
-
-        return step
+    def _graph(self, kind, top_k):
+        top_k = top_k if kind == "topk" else None
+        if (kind, top_k) not in self._compiled:
+            self._compiled[kind, top_k] = tf.function(
+                lambda inputs, speed, patience, tolerance: early_exit(
+                    self.classifier, inputs, kind, speed, top_k, patience, tolerance
+                ),
+                reduce_retracing=True,
+            )
+        return self._compiled[kind, top_k]
 
     def predict(self, inputs, rule):
         rule.validate(self.classifier.num_labels)
-        mask = np.asarray(inputs["padding_mask"]).astype("int32")
-        batch = mask.shape[0]
-        num_layers = self.classifier.num_layers
-        probs = np.zeros((batch, self.classifier.num_labels), np.float32)
-        exits = np.zeros(batch, int)
-        active = np.arange(batch)
-        hidden = self._embed({k: tf.convert_to_tensor(np.asarray(v).astype("int32")) for k, v in inputs.items()})
-        previous = np.full(batch, np.nan)  # agrees with nothing
-        count = np.zeros(batch, int)
-        for layer in range(num_layers):
-            hidden, layer_probs = self._steps[layer](hidden, tf.constant(mask))
-            layer_probs = layer_probs.numpy()
-            if layer == num_layers - 1:
-                done = np.ones(len(active), bool)
-            elif rule.kind == "patience":
-                labels = predictions_of(layer_probs)
-                count = np.where(_agree(labels, previous, rule.tolerance), count + 1, 0)
-                previous = labels
-                done = count >= rule.patience
-            else:
-                done = rule.uncertainty(layer_probs) <= rule.speed
-            probs[active[done]] = layer_probs[done]
-            exits[active[done]] = layer + 1
-            keep = ~done
-            if not keep.any():
-                break
-            active, previous, count = active[keep], previous[keep], count[keep]
-            mask = mask[keep]
-            # Only the rows still running, cut to their own longest row.
-            width = int(mask.sum(axis=1).max())
-            mask = mask[:, :width]
-            hidden = tf.gather(hidden, np.flatnonzero(keep))[:, :width]
-        return ExitResult(probs=probs, exit_layers=exits)
+        outputs, exits = self._graph(rule.kind, rule.top_k)(
+            {k: tf.convert_to_tensor(np.asarray(v).astype("int32")) for k, v in inputs.items()},
+            tf.constant(rule.speed, tf.float64),
+            tf.constant(rule.patience, tf.int32),
+            tf.constant(rule.tolerance, tf.float64),
+        )
+        return ExitResult(probs=outputs.numpy(), exit_layers=exits.numpy().astype(int))

@@ -31,7 +31,9 @@ def entropy(probs):
     """Normalised entropy of each row of `probs` (... x N), in [0, 1]."""
     probs = np.asarray(probs, np.float64)
     n = probs.shape[-1]
-    return -np.sum(probs * np.log(np.maximum(probs, _TINY)), axis=-1) / np.log(n)
+    # At most 1 in exact arithmetic; the cap keeps rounding from lifting a
+    # uniform row above speed 1.
+    return np.minimum(-np.sum(probs * np.log(np.maximum(probs, _TINY)), axis=-1) / np.log(n), 1.0)
 
 
 def top_k_entropy(probs, k):
