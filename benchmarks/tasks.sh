@@ -8,6 +8,8 @@
 # Each step is resumable: re-running the same command skips finished work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# compare.py runs as a script: this checkout's package, installed or not.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 runs=${1:?usage: bash benchmarks/tasks.sh RUNS_DIR [task ...]}
 shift
 tasks=("${@:-trec6 trec50 mrpc rte cola stsb}")
