@@ -52,7 +52,8 @@ class MSBert:
 
         if self._trained is None:
             raise UserInputError("this model is not trained: call fit() or MSBert.load(run_dir).")
-        if isinstance(texts, str) or (self._trained.task.is_pair and isinstance(texts, tuple)):
+        one_pair = isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts)
+        if isinstance(texts, str) or (self._trained.task.is_pair and one_pair):
             texts = [texts]
         rule = default_rule(self._trained, speed, uncertainty, top_k)
         return predict_texts(self._trained, texts, rule)

@@ -51,6 +51,7 @@ def test_reload_gives_the_same_predictions(trained):
     [
         (["fine", "   "], 0.2, "text 2 is empty"),
         (["fine"], 1.5, r"in \[0, 1\]"),
+        ([("fine", "film")], 0.2, "task sst2 takes one text per example, not pairs"),
     ],
 )
 def test_bad_prediction_input(trained, texts, speed, message):

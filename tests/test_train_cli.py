@@ -79,9 +79,8 @@ def _train_in_process(capsys, monkeypatch, *args):
     from msbert_tf import cli, train
 
     monkeypatch.chdir(ROOT)
-    argv = flags.FLAGS(["msbert_tf.train", *args])
     try:
-        code = cli.guarded(train.main)(argv)
+        code = cli.guarded(train.main)(flags.FLAGS(["msbert_tf.train", *args]))
     finally:
         flags.FLAGS.unparse_flags()
     return code, capsys.readouterr().err

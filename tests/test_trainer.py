@@ -153,7 +153,7 @@ def test_a_pair_task_trains_reports_its_metrics_and_predicts_pairs(glue_dir, tmp
     for bad in (["one text only"], from_lines(trained.task, ["a\tb\tc"])):
         with pytest.raises(UserInputError, match=r"example 1 is .* classifies sentence pairs, give each example as two texts"):
             predict_texts(trained, bad, rule)
-    with pytest.raises(UserInputError, match="text 1 is empty"):
+    with pytest.raises(UserInputError, match="the second text of example 1 is empty"):
         predict_texts(trained, [("fine", " ")], rule)
 
 

@@ -50,7 +50,7 @@ class TaskSpec:
     @property
     def is_pair(self):
         """Examples are two texts, packed by the tokenizer with segment ids."""
-        return self.text_pair_column is not None
+        return bool(self.text_pair_column)
 
     @property
     def num_labels(self):

@@ -41,29 +41,40 @@ def default_rule(trained, speed=None, uncertainty=None, top_k=None):
         patience=chosen.get("patience") or 2,
         # Without a chosen point, a regression's values agree within the
         # middle default tolerance (exact equality would never exit early).
-        tolerance=chosen.get("tolerance") or (DEFAULT_TOLERANCES[1] if trained.task.regression else 0.0),
+        tolerance=(
+            chosen["tolerance"] if chosen.get("tolerance") is not None
+            else DEFAULT_TOLERANCES[1] if trained.task.regression else 0.0
+        ),
     )
     return rule.validate(trained.classifier.num_labels)
 
 
-def _checked(text, i):
+def _checked(text, where):
     if not isinstance(text, str) or not text.strip():
-        raise UserInputError(f"text {i + 1} is empty: give every example some words.")
+        raise UserInputError(f"{where} is empty: give every example some words.")
     return text.strip()
 
 
 def _examples(task, texts):
     """Strings for a one-text task, (text, text_pair) pairs for a pair task."""
     if not task.is_pair:
-        return Examples(text_a=[_checked(t, i) for i, t in enumerate(texts)], labels=np.zeros(len(texts), np.int32))
+        for i, text in enumerate(texts):
+            if isinstance(text, (tuple, list)):
+                raise UserInputError(
+                    f"example {i + 1} is {text!r}: task {task.name} takes one text per example, not pairs."
+                )
+        return Examples(
+            text_a=[_checked(t, f"text {i + 1}") for i, t in enumerate(texts)], labels=np.zeros(len(texts), np.int32)
+        )
     pairs = []
     for i, item in enumerate(texts):
-        if isinstance(item, str) or len(item) != 2:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise UserInputError(
                 f"example {i + 1} is {item!r}: task {task.name} classifies sentence pairs, "
                 "give each example as two texts (a (text, text_pair) tuple; a tab between them on the command line)."
             )
-        pairs.append((_checked(item[0], i), _checked(item[1], i)))
+        pairs.append((_checked(item[0], f"the first text of example {i + 1}"),
+                      _checked(item[1], f"the second text of example {i + 1}")))
     return Examples(
         text_a=[a for a, _ in pairs], text_b=[b for _, b in pairs], labels=np.zeros(len(pairs), np.int32)
     )
