@@ -8,7 +8,9 @@ Distils every variant below from the teacher of --teacher_run (which must
 have finished stage 1), sweeps the exit threshold on dev, adds the patience
 rule (and the top-K rule for each --top_k), and fine-tunes the static baselines (the first k layers of the same
 checkpoint, trained like the teacher). Writes compare.json, compare.md and
-compare.png into --output_dir; every variant is its own resumable run folder.
+compare.png into --output_dir; every variant is its own resumable run folder,
+except one whose heads the teacher run already distilled (same config): those
+are loaded from it.
 """
 
 import copy
@@ -77,11 +79,23 @@ def write_comparison(rows, curves, teacher_metric, metric):
     print("\n".join(lines), flush=True)
 
 
+def _variant_run(config, base, name):
+    """`(config, run folder)` of a variant: the teacher run itself when it
+    already distilled these heads (its config but for teacher_from), so they
+    are loaded, not trained a second time; else a folder of its own."""
+    reused = copy.deepcopy(config)
+    reused.teacher_from = base.teacher_from
+    if reused.to_json() == base.to_json() and os.path.exists(RunDir(FLAGS.teacher_run).model_weights):
+        return reused, FLAGS.teacher_run
+    return config, os.path.join(FLAGS.output_dir, name.replace(" ", "_"))
+
+
 def main(argv):
     if FLAGS.table_only:
         with open(os.path.join(FLAGS.output_dir, "compare.json")) as f:
             saved = json.load(f)
         return write_comparison(saved["rows"], saved["curves"], saved["teacher"], saved.get("metric", "accuracy"))
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
     base = RunDir(FLAGS.teacher_run).load_config()
     task = readers.resolve_task(base.data)
     metric = task.metrics[0]
@@ -94,7 +108,7 @@ def main(argv):
         config = copy.deepcopy(base)
         config.model.head, config.distill.loss, config.distill.emd_solver = head, loss, solver
         config.teacher_from = FLAGS.teacher_run
-        result = train(config, os.path.join(FLAGS.output_dir, name.replace(" ", "_")))
+        result = train(*_variant_run(config, base, name))
         per_exit = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size, task.metrics)
         teacher_metric, full_layers = per_exit["teacher"], result.classifier.num_layers
         # Regression has one rule, patience within a tolerance: that is its curve.
