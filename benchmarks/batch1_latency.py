@@ -39,7 +39,7 @@ def main(argv):
 
     parts = {
         "empty call (the three input tensors in, one number out)": compiled(lambda x: x["token_ids"][0, 0]),
-        "fused teacher (all layers)": compiled(lambda x: c.teacher_logits(c.hidden_states(x)[-1])),
+        "fused teacher (all layers)": compiled(lambda x: c.teacher_logits(c.hidden_states(x)[-1], x["padding_mask"])),
         "embeddings": compiled(c.embed),
         "embeddings + layer 1": compiled(first_layer),
         "embeddings + layer 1 + exit head 1": compiled(

@@ -79,6 +79,9 @@ class ModelConfig:
     head_dim: int = 128
     head_num_heads: int = 2
     dropout: float = 0.1
+    # What C_T's pooler reads: the [CLS] row (BERT's recipe) or the mean of
+    # the unpadded rows (how sentence-embedding checkpoints were trained).
+    teacher_pooling: str = "cls"
 
 
 @dataclasses.dataclass
@@ -163,6 +166,7 @@ class RunConfig:
         _check_choice("distill.layer_weights", self.distill.layer_weights, ("uniform", "learned"))
         _check_choice("model.head", self.model.head, ("mlp", "attention"))
         _check_choice("model.gelu", self.model.gelu, ("auto", "exact", "tanh"))
+        _check_choice("model.teacher_pooling", self.model.teacher_pooling, ("cls", "mean"))
         _check_choice("strategy", self.strategy, ("default", "mirrored", "multi_worker", "tpu"))
         if self.strategy != "default" and self.distill.emd_solver == "exact":
             raise UserInputError(

@@ -30,6 +30,7 @@ def test_unknown_field_is_named():
         ({"distill": {"loss": "mse"}}, "distill.loss"),
         ({"distill": {"emd_solver": "lp"}}, "distill.emd_solver"),
         ({"model": {"head": "cnn"}}, "model.head"),
+        ({"model": {"teacher_pooling": "max"}}, "model.teacher_pooling"),
         ({"data": {"batch_size": 0}}, "data.batch_size"),
         ({"distill": {"temperature": 0}}, "temperature"),
         ({"data": {"max_train_examples": 0}}, "data.max_train_examples must be None or at least 1"),

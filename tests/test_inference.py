@@ -88,7 +88,11 @@ def tiny_classifier():
 
     config = ModelConfig(backbone="random", random_backbone=RandomBackboneConfig(num_layers=4))
     backbone, preprocessor = load_backbone(config, max_seq_length=24)
-    classifier = MSBertClassifier(backbone, num_labels=3, head="attention", head_dim=8)
+    # Mean pooling: the teacher exit then reads every row the early-exit
+    # path trims, so a wrong mask after trimming shows (other tests use [CLS]).
+    classifier = MSBertClassifier(
+        backbone, num_labels=3, head="attention", head_dim=8, teacher_pooling="mean"
+    )
     classifier.build()
     # Larger head weights spread the random heads' confidences over [0, 1].
     for head in classifier.exit_heads:

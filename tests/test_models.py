@@ -74,3 +74,25 @@ def test_unknown_backbone_is_a_clear_error(tmp_path):
 def test_sequence_length_above_the_maximum(tiny):
     with pytest.raises(UserInputError, match="above the backbone's maximum"):
         load_backbone(ModelConfig(backbone="random"), max_seq_length=4096)
+
+
+def test_mean_pooled_teacher_reads_the_unpadded_mean(tiny):
+    backbone, _ = tiny
+    model = MSBertClassifier(backbone, num_labels=2, head="mlp", head_dim=8, teacher_pooling="mean")
+    model.build()
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(1, 5, backbone.hidden_dim)).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0]], "int32")
+    mean = hidden[:, :3].mean(axis=1)
+    expected = model.teacher_dense(backbone.pooled_dense(mean))
+    np.testing.assert_allclose(model.teacher_logits(hidden, mask), expected, atol=1e-5)
+    noisy = hidden.copy()
+    noisy[:, 3:] += 5.0  # padding rows do not count
+    np.testing.assert_allclose(model.teacher_logits(noisy, mask), expected, atol=1e-5)
+    # [CLS] pooling reads row 0 only, so the two differ on the same input.
+    cls_model = MSBertClassifier(backbone, num_labels=2, head="mlp", head_dim=8)
+    cls_model.build()
+    cls_model.teacher_dense.set_weights(model.teacher_dense.get_weights())
+    assert not np.allclose(cls_model.teacher_logits(hidden, mask), expected)
+    clone = MSBertClassifier.from_config(model.get_config())
+    assert clone.teacher_pooling == "mean"

@@ -59,5 +59,5 @@ def full_model(classifier):
     hidden = classifier.embed(inputs)
     for index in range(classifier.num_layers):
         hidden = classifier.transformer_layer(index, hidden, mask)
-    logits = classifier.teacher_logits(hidden)
+    logits = classifier.teacher_logits(hidden, mask)
     return keras.Model(inputs, {"probabilities": _probabilities(logits)}, name="teacher")

@@ -69,7 +69,8 @@ class WallClock:
     def __init__(self, classifier, split, batch_size, max_examples=None):
         self.predictor = EarlyExitPredictor(classifier)
         self.teacher = tf.function(
-            lambda x: classifier.teacher_logits(classifier.hidden_states(x)[-1]), reduce_retracing=True
+            lambda x: classifier.teacher_logits(classifier.hidden_states(x)[-1], x["padding_mask"]),
+            reduce_retracing=True,
         )
         self.batches = [
             {k: v.numpy() for k, v in x.items()}

@@ -30,6 +30,7 @@ class MSBertClassifier(keras.Model):
         head_dim=128,
         head_num_heads=2,
         dropout=0.1,
+        teacher_pooling="cls",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -47,6 +48,7 @@ class MSBertClassifier(keras.Model):
         self.head_dim = head_dim
         self.head_num_heads = head_num_heads
         self.dropout = dropout
+        self.teacher_pooling = teacher_pooling
 
     @property
     def num_layers(self):
@@ -82,15 +84,26 @@ class MSBertClassifier(keras.Model):
             states.append(x)
         return states
 
-    def teacher_logits(self, hidden, training=False):
-        """The teacher classifier C_T (pooler, dropout, dense) read at any layer."""
-        pooled = self.backbone.pooled_dense(hidden[:, 0, :])
+    def teacher_logits(self, hidden, padding_mask, training=False):
+        """The teacher classifier C_T (pooler, dropout, dense) read at any layer.
+
+        `teacher_pooling="mean"` feeds the pooler the mean of the unpadded
+        rows instead of [CLS]: sentence-embedding checkpoints such as
+        all-MiniLM-L6-v2 were trained to carry the sentence in that mean, and
+        ship an untrained pooler (zero bias) that [CLS] alone has to rescue.
+        """
+        if self.teacher_pooling == "mean":
+            mask = ops.expand_dims(ops.cast(padding_mask, hidden.dtype), -1)
+            summary = ops.sum(hidden * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+        else:
+            summary = hidden[:, 0, :]
+        pooled = self.backbone.pooled_dense(summary)
         return self.teacher_dense(self.teacher_dropout(pooled, training=training))
 
     def exit_outputs(self, index, hidden, padding_mask, training=False):
         """`(z, logits)` of exit `index`; the last exit is the teacher (z = None)."""
         if index == self.num_layers - 1:
-            return None, self.teacher_logits(hidden, training=training)
+            return None, self.teacher_logits(hidden, padding_mask, training=training)
         return self.exit_heads[index](hidden, padding_mask, training=training)
 
     def call(self, inputs, training=False):
@@ -121,6 +134,7 @@ class MSBertClassifier(keras.Model):
             head_dim=self.head_dim,
             head_num_heads=self.head_num_heads,
             dropout=self.dropout,
+            teacher_pooling=self.teacher_pooling,
         )
         return config
 

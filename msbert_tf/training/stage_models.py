@@ -58,7 +58,7 @@ class TeacherModel(_StageModel):
 
     def call(self, inputs, training=False):
         last = self.classifier.hidden_states(inputs, training=training)[-1]
-        return self.classifier.teacher_logits(last, training=training)
+        return self.classifier.teacher_logits(last, inputs["padding_mask"], training=training)
 
 
 class DistillationModel(_StageModel):
@@ -86,7 +86,7 @@ class DistillationModel(_StageModel):
             "student_logits": tf.stack(logits),
             "student_z": tf.stack(z),
             "teacher_logits": tf.stop_gradient(
-                tf.stack([c.teacher_logits(h, training=False) for h in states])
+                tf.stack([c.teacher_logits(h, mask, training=False) for h in states])
             ),
             "teacher_cls": tf.stack([h[:, 0, :] for h in states]),
         }

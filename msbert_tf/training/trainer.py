@@ -55,6 +55,7 @@ def build_classifier(config, task):
         head_dim=config.model.head_dim,
         head_num_heads=config.model.head_num_heads,
         dropout=config.model.dropout,
+        teacher_pooling=config.model.teacher_pooling,
     )
     classifier.build()
     return classifier, preprocessor
