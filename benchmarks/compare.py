@@ -32,6 +32,7 @@ flags.DEFINE_string("output_dir", None, "Where the variants' runs and the compar
 flags.DEFINE_list("variants", None, "Subset of variant names to run (default: all).")
 flags.DEFINE_list("static_layers", ["1", "2", "3"], "k of the static first-k-layers baselines.")
 flags.DEFINE_list("top_k", [], "Also sweep the top-K rule with these K for every variant.")
+flags.DEFINE_list("speeds", [str(s) for s in DEFAULT_SPEEDS], "Exit thresholds swept for every rule but patience.")
 flags.DEFINE_bool("table_only", False, "Only rewrite compare.md / .png from --output_dir's compare.json.")
 FLAGS = flags.FLAGS
 
@@ -47,6 +48,14 @@ VARIANTS = {
     "ms-bert attention exact": ("attention", "emd", "exact"),
 }
 DROPS = (0.5, 1.5)
+# Speed-ups at which curves are read side by side (best dev metric at or above each).
+MATCHED_SPEEDUPS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
+
+
+def best_at(curve, speedup):
+    """The best dev metric among a curve's points at FLOPs speed-up `speedup` or more."""
+    reached = [p["metric"] for p in curve if p["flops_speedup"] >= speedup]
+    return max(reached) if reached else None
 
 
 def write_comparison(rows, curves, teacher_metric, metric):
@@ -75,6 +84,12 @@ def write_comparison(rows, curves, teacher_metric, metric):
         else:
             lines.append(f"| {row['variant']} | {row['dev_metric']:.1f} (all {row['layers']} layers) | "
                          + " | ".join("-" for _ in DROPS) + f" | {row['layer_ratio_speedup']:.2f}x by layers |")
+    lines += ["", f"Best dev {metric} at FLOPs speed-up of at least:", "",
+              "| curve | " + " | ".join(f"{s}x" for s in MATCHED_SPEEDUPS) + " |",
+              "|---|" + "---|" * len(MATCHED_SPEEDUPS)]
+    for name, curve in curves.items():
+        cells = [best_at(curve, s) for s in MATCHED_SPEEDUPS]
+        lines.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
     write_atomically(os.path.join(FLAGS.output_dir, "compare.md"), "\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
@@ -101,6 +116,7 @@ def main(argv):
     metric = task.metrics[0]
     if task.regression and FLAGS.top_k:
         raise app.UsageError(f"--top_k needs classes; {task.name} is a regression.")
+    speeds = [float(s) for s in FLAGS.speeds]
     curves, rows, teacher_metric, full_layers = {}, [], None, None
     for name, (head, loss, solver) in VARIANTS.items():
         if FLAGS.variants and name not in FLAGS.variants:
@@ -112,12 +128,12 @@ def main(argv):
         per_exit = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size, task.metrics)
         teacher_metric, full_layers = per_exit["teacher"], result.classifier.num_layers
         # Regression has one rule, patience within a tolerance: that is its curve.
-        main_rule = rules_for(default_uncertainty(task), DEFAULT_SPEEDS, num_layers=full_layers,
+        main_rule = rules_for(default_uncertainty(task), speeds, num_layers=full_layers,
                               tolerances=DEFAULT_TOLERANCES)
         curves[name] = sweep(result.classifier, result.dev_split, main_rule, metric=metric)
         for k in map(int, FLAGS.top_k):
             curves[f"{name} top-{k}"] = sweep(
-                result.classifier, result.dev_split, rules_for("topk", DEFAULT_SPEEDS, top_k=k), metric=metric
+                result.classifier, result.dev_split, rules_for("topk", speeds, top_k=k), metric=metric
             )
         if name == "fastbert kl attention" and not task.regression:
             curves[f"pabee patience ({name})"] = sweep(
