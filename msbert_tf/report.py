@@ -18,16 +18,24 @@ def _knob(p, named=False):
     return knob if p.get("tolerance") is None else f"{knob}, tolerance {p['tolerance']}"
 
 
+def _rule(p):
+    return f"topk (K={p['top_k']})" if p["uncertainty"] == "topk" else p["uncertainty"]
+
+
+def _chosen(p):
+    """One sweep point in words: `entropy speed 0.5`, `topk (K=2) speed 0.3`, `patience 1, tolerance 0.5`."""
+    knob = _knob(p, named=True)
+    return knob if p["uncertainty"] == "patience" else f"{_rule(p)} {knob}"
+
+
 def _sweep_table(points, metric):
     lines = [
         f"| rule | speed / patience | {metric} | mean exit layer | FLOPs speed-up | wall-clock speed-up b1 | b32 |",
         "|---|---|---|---|---|---|---|",
     ]
     for p in points:
-        knob = _knob(p)
-        rule = f"topk (K={p['top_k']})" if p["uncertainty"] == "topk" else p["uncertainty"]
         lines.append(
-            f"| {rule} | {knob} | {p['metric']:.2f} | {p['mean_exit_layer']:.2f} | "
+            f"| {_rule(p)} | {_knob(p)} | {p['metric']:.2f} | {p['mean_exit_layer']:.2f} | "
             f"{p['flops_speedup']:.2f}x | {_times(p.get('wall_clock_speedup_batch1'))} | "
             f"{_times(p.get('wall_clock_speedup_batch32'))} |"
         )
@@ -56,7 +64,7 @@ def markdown(report):
             "",
             f"Chosen (largest FLOPs speed-up within {report['max_drop']} points of the teacher): "
             + (
-                f"{chosen['uncertainty']} {_knob(chosen, named=True)}, {chosen['metric']:.2f}, "
+                f"{_chosen(chosen)}, {chosen['metric']:.2f}, "
                 f"{chosen['flops_speedup']:.2f}x"
                 if chosen
                 else "none"

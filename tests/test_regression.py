@@ -140,3 +140,14 @@ def test_the_tradeoff_plot_draws_one_line_per_tolerance():
         "ms-bert, tolerance 0.2": ([2.0, 3.0], [80.0, 70.0]),
         "kl": ([1.0, 2.0], [91.0, 90.0]),
     }
+
+
+def test_the_chosen_point_is_named_once_with_its_knobs():
+    from msbert_tf.report import _chosen
+
+    patience = {"uncertainty": "patience", "patience": 1, "tolerance": 0.5}
+    topk = {"uncertainty": "topk", "top_k": 2, "speed": 0.3}
+    entropy = {"uncertainty": "entropy", "speed": 0.5}
+    assert [_chosen(p) for p in (patience, topk, entropy)] == [
+        "patience 1, tolerance 0.5", "topk (K=2) speed 0.3", "entropy speed 0.5",
+    ]
