@@ -89,6 +89,8 @@ def test_mean_pooled_teacher_reads_the_unpadded_mean(tiny):
     noisy = hidden.copy()
     noisy[:, 3:] += 5.0  # padding rows do not count
     np.testing.assert_allclose(model.teacher_logits(noisy, mask), expected, atol=1e-5)
+    # keras-hub's preprocessor gives a boolean mask.
+    np.testing.assert_allclose(model.teacher_logits(hidden, mask.astype(bool)), expected, atol=1e-5)
     # [CLS] pooling reads row 0 only, so the two differ on the same input.
     cls_model = MSBertClassifier(backbone, num_labels=2, head="mlp", head_dim=8)
     cls_model.build()

@@ -106,6 +106,12 @@ def test_teacher_from_reuses_another_runs_teacher(glue_dir, tmp_path):
     mismatched.teacher_from = str(tmp_path / "first")
     with pytest.raises(UserInputError, match="other teacher"):
         _run(mismatched, tmp_path / "third")
+    # C_T's weights were trained on what its pooler read: [CLS] is not the mean.
+    pooled = tiny_config(glue_dir)
+    pooled.model.teacher_pooling = "mean"
+    pooled.teacher_from = str(tmp_path / "first")
+    with pytest.raises(UserInputError, match="model.teacher_pooling"):
+        _run(pooled, tmp_path / "fourth")
 
 
 def test_a_launch_that_trained_nothing_does_not_bind_the_folder(glue_dir, tmp_path):

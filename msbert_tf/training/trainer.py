@@ -157,6 +157,7 @@ TEACHER_FIELDS = ("data.task", "data.data_dir", "data.train_file", "data.text_co
                   "data.text_pair_column", "data.label_column", "data.label_names", "data.max_seq_length", "data.batch_size", "data.max_train_examples",
                   "data.bucket_boundaries", "model.backbone", "model.gelu",
                   "model.num_layers", "model.strip_accents", "model.dropout", "model.random_backbone",
+                  "model.teacher_pooling",
                   "teacher", "seed", "checkpoint_every_steps")
 
 
