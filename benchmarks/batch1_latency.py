@@ -9,7 +9,6 @@ each example to a multiple of 8 tokens (one compilation per width).
 
 import time
 
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
@@ -39,10 +38,6 @@ def main(argv):
     def compiled(fn):
         return tf.function(fn, reduce_retracing=True)
 
-    def padded(x, multiple=8):
-        width = -(-x["token_ids"].shape[1] // multiple) * multiple
-        return {k: tf.constant(np.pad(v.numpy(), ((0, 0), (0, width - v.shape[1])))) for k, v in x.items()}
-
     parts = {
         "empty call (the three input tensors in, one number out)": compiled(lambda x: x["token_ids"][0, 0]),
         "fused teacher (all layers)": compiled(lambda x: c.teacher_logits(c.hidden_states(x)[-1], x["padding_mask"])),
@@ -60,7 +55,9 @@ def main(argv):
     }
     predictor = EarlyExitPredictor(c)
     as_numpy = [{k: v.numpy() for k, v in x.items()} for x in batches]
-    as_padded = [padded(x) for x in batches]
+    widths = range(8, split.features["token_ids"].shape[1] + 8, 8)
+    as_padded = [{k: tf.constant(v.numpy()) for k, v in x.items()}
+                 for x, _ in pipeline.eval_dataset(split, 1, widths=widths)]
     xla = {
         name: tf.function(parts[name].python_function, jit_compile=True)
         for name in ("fused teacher (all layers)", "embeddings + layer 1 + exit head 1")

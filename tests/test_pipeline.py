@@ -72,3 +72,11 @@ def test_every_iterator_yields_the_same_stream(preprocessor):
     assert ids(25) == ids(25)  # 25 batches cross the epoch boundary (10 per epoch)
     first, second = ids(20)[:10], ids(20)[10:]
     assert first != second  # each epoch reshuffled
+
+
+def test_eval_batches_round_up_to_the_given_widths(preprocessor):
+    split = pipeline.encode(_examples(["one", "two more words here", "a b c d e f g h i"]), preprocessor)
+    widths = [f["token_ids"].shape[1] for f, _ in pipeline.eval_dataset(split, 1, widths=(4, 8, 12))]
+    assert split.lengths.tolist() == [3, 6, 11]
+    assert widths == [4, 8, 12]
+    assert [f["token_ids"].shape[1] for f, _ in pipeline.eval_dataset(split, 1)] == [3, 6, 11]

@@ -132,8 +132,9 @@ def train_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(split, batch_size):
-    """Batches in file order (so predictions line up with rows), trimmed."""
+def eval_dataset(split, batch_size, widths=None):
+    """Batches in file order (so predictions line up with rows), trimmed to
+    their longest row, or up to the next of `widths` (few shapes, for XLA)."""
     dataset = tf.data.Dataset.from_tensor_slices((split.features, split.labels))
-    dataset = dataset.batch(batch_size).map(_trimmer(), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size).map(_trimmer(widths), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
