@@ -2,6 +2,7 @@
 
     python benchmarks/step_throughput.py --lengths=12,20 --steps=20
     python benchmarks/step_throughput.py --cases=teacher,emd --xla=0 --workers=2
+    python benchmarks/step_throughput.py --cases=plain,teacher --xla=1 --per_step --steps=30
 
 Prints examples/s for stage 1 (teacher, with/without word-embedding update;
 `plain`: the keras-hub backbone's own call plus a Dense layer, the minimal
@@ -36,6 +37,9 @@ flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
 flags.DEFINE_integer("repeats", 1, "Timed repeats per setting; the median is printed (shared cores are noisy).")
 flags.DEFINE_list("cases", ["teacher", "teacher_frozen_embedding", "kl", "emd", "emd_exact"], "What to time.")
 flags.DEFINE_list("xla", ["0", "1"], "XLA settings to time (emd_exact always runs without).")
+flags.DEFINE_bool("per_step", False, "Time each step alone (train_on_batch) and print the median step's rate: "
+                  "a stalled step on shared cores, or train_on_batch's own first trace, then moves "
+                  "nothing. One worker only.")
 flags.DEFINE_integer("workers", 1, "Worker processes on localhost (MultiWorkerMirroredStrategy when > 1).")
 FLAGS = flags.FLAGS
 
@@ -60,6 +64,20 @@ def make_model(case, classifier):
     return DistillationModel(classifier, loss), None
 
 
+def step_rate(model, x, batch_size):
+    """Examples/s of one `train_on_batch` step."""
+    start = time.perf_counter()
+    model.train_on_batch(x, np.zeros(batch_size, "int32"))
+    return batch_size / (time.perf_counter() - start)
+
+
+def fit_rate(model, data):
+    """Examples/s of `--steps` steps of `fit`."""
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
+    return FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
+
+
 def launch_workers(count):
     """Runs this script once per worker with its TF_CONFIG; worker 0 prints."""
     processes = [
@@ -72,6 +90,8 @@ def launch_workers(count):
 
 
 def main(argv):
+    if FLAGS.per_step and FLAGS.workers > 1:
+        raise app.UsageError("--per_step times one process's steps: use it with --workers=1.")
     if FLAGS.workers > 1 and "TF_CONFIG" not in os.environ:
         return launch_workers(FLAGS.workers)
     strategy = make_strategy("multi_worker" if FLAGS.workers > 1 else "default")
@@ -100,15 +120,16 @@ def main(argv):
                 start = time.perf_counter()
                 model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
                 warmup = time.perf_counter() - start
-                rates = []
-                for _ in range(FLAGS.repeats):
-                    start = time.perf_counter()
-                    model.fit(data, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
-                    rates.append(FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start))
+                if FLAGS.per_step:
+                    rates = [step_rate(model, x, shape[0]) for _ in range(FLAGS.steps * FLAGS.repeats)]
+                else:
+                    rates = [fit_rate(model, data) for _ in range(FLAGS.repeats)]
                 rate = float(np.median(rates))
+                spread = (f"steps: {min(rates):.1f} to {max(rates):.1f}" if FLAGS.per_step
+                          else f"median of {FLAGS.repeats}: {', '.join(f'{r:.1f}' for r in rates)}")
                 print(
                     f"{case:26s} xla={xla} workers={FLAGS.workers} length={length:3d}  {rate:7.1f} examples/s"
-                    f"  (median of {FLAGS.repeats}: {', '.join(f'{r:.1f}' for r in rates)};"
+                    f"  ({spread};"
                     f" compile + 3 steps: {warmup:5.1f} s)",
                     flush=True,
                 )
