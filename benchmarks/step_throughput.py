@@ -50,6 +50,9 @@ DISTILL_CASES = {"kl": ("kl", "sinkhorn"), "emd": ("emd", "sinkhorn"), "emd_exac
 def make_model(case, classifier):
     if case == "plain":
         backbone = classifier.backbone
+        # Earlier cases may have frozen parts of it (stage 2, frozen embeddings).
+        backbone.trainable = True
+        backbone.token_embedding.trainable = True
         pooled = backbone(backbone.input)["pooled_output"]
         logits = keras.layers.Dense(classifier.num_labels)(keras.layers.Dropout(0.1)(pooled))
         return keras.Model(backbone.input, logits), keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -102,6 +102,7 @@ def job(args):
     decay = [p for n, p in model.named_parameters() if not ("bias" in n or "LayerNorm" in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, eps=1e-7)
+    # + 3: length buckets leave up to one part-filled batch each (4 buckets).
     steps_per_epoch = math.ceil(len(tr_ids) / 32) + 3
     total = int(steps_per_epoch * epochs)
     wsteps = int(warm * total)
@@ -134,6 +135,7 @@ def job(args):
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); step += 1
         accs.append(round(evaluate(), 2))
     res = {"recipe": name, "seed": seed, "dev_by_epoch": accs, "dev": accs[-1], "steps": step,
+           "activation": type(bert.encoder.layer[0].intermediate.intermediate_act_fn).__name__,
            "seconds": round(time.time() - t0, 1)}
     with open(output, "a") as f:
         f.write(json.dumps(res) + "\n")

@@ -10,8 +10,9 @@ to dev, so each is scored twice: in-sample (picked and read on all of dev,
 as the reports do) and held out (picked on a random half, read on the
 other; `--repeats` random halves, both ways round). Per-exit thresholds are
 found by coordinate ascent from the best single one, on a grid of step
-`--grid_step`: the fastest setting whose metric on the picking half stays
-within `--max_drop` of the teacher's.
+`--grid_step`: the fastest setting it finds (a local optimum) whose
+accuracy on the picking half stays within `--max_drop` of the teacher's.
+Accuracy, whatever the task's own metric.
 """
 
 import numpy as np
