@@ -41,6 +41,7 @@ flags.DEFINE_float("distill_epochs", None, "Stage-2 epochs (fractions allowed)."
 flags.DEFINE_integer("batch_size", None, "Training batch size.")
 flags.DEFINE_float("learning_rate", None, "Stage-1 (teacher) peak learning rate.")
 flags.DEFINE_float("distill_learning_rate", None, "Stage-2 (heads) peak learning rate.")
+flags.DEFINE_float("distill_temperature", None, "Stage-2 softmax temperature T of teacher and students.")
 flags.DEFINE_integer("max_seq_length", None, "Tokens per example, [CLS] and [SEP] included.")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows.")
 flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev rows.")
@@ -72,6 +73,7 @@ OVERRIDES = {
     "batch_size": "data.batch_size",
     "learning_rate": "teacher.learning_rate",
     "distill_learning_rate": "distill.learning_rate",
+    "distill_temperature": "distill.temperature",
     "max_seq_length": "data.max_seq_length",
     "max_train_examples": "data.max_train_examples",
     "max_eval_examples": "data.max_eval_examples",

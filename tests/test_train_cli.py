@@ -116,6 +116,7 @@ def test_evaluate_refuses_a_run_without_heads(tmp_path):
         (["--backbone=no_such_preset_dir/"], "could not load backbone"),
         (["--max_seq_length=1000"], "above the backbone's maximum 512"),
         (["--distill_loss=mse"], "distill.loss='mse' is not one of"),
+        (["--distill_temperature=0"], "distill.temperature must be positive, got 0.0"),
         (["--config=configs/nope.json"], "config file configs/nope.json does not exist"),
     ],
 )
