@@ -6,8 +6,9 @@
 
 Prints examples/s for stage 1 (teacher, with/without word-embedding update;
 `plain`: the keras-hub backbone's own call plus a Dense layer, the minimal
-fine-tuning model, as a reference for the teacher's step) and stage 2 (distillation: KL, EMD with the native Sinkhorn solver, EMD with
-the exact POT solver), with and without XLA, on the default MiniLM
+fine-tuning model, as a reference for the teacher's step) and stage 2
+(distillation: KL, EMD with the native Sinkhorn solver, EMD with the exact
+POT solver), with and without XLA, on the default MiniLM
 backbone. Compilation and the first steps are excluded: this is the rate a
 long run settles at, not its wall time. `--workers=N` starts N worker
 processes on localhost under `MultiWorkerMirroredStrategy` (the same global
@@ -38,8 +39,7 @@ flags.DEFINE_integer("repeats", 1, "Timed repeats per setting; the median is pri
 flags.DEFINE_list("cases", ["teacher", "teacher_frozen_embedding", "kl", "emd", "emd_exact"], "What to time.")
 flags.DEFINE_list("xla", ["0", "1"], "XLA settings to time (emd_exact always runs without).")
 flags.DEFINE_bool("per_step", False, "Time each step alone (train_on_batch) and print the median step's rate: "
-                  "a stalled step on shared cores, or train_on_batch's own first trace, then moves "
-                  "nothing. One worker only.")
+                  "a stalled step on shared cores then moves nothing. One worker only.")
 flags.DEFINE_integer("workers", 1, "Worker processes on localhost (MultiWorkerMirroredStrategy when > 1).")
 FLAGS = flags.FLAGS
 
@@ -124,6 +124,7 @@ def main(argv):
                 model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
                 warmup = time.perf_counter() - start
                 if FLAGS.per_step:
+                    step_rate(model, x, shape[0])  # train_on_batch traces once more than fit
                     rates = [step_rate(model, x, shape[0]) for _ in range(FLAGS.steps * FLAGS.repeats)]
                 else:
                     rates = [fit_rate(model, data) for _ in range(FLAGS.repeats)]

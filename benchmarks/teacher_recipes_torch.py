@@ -1,6 +1,6 @@
 """Teacher recipes x seeds on SST-2 with the embedded MiniLM-L6, in PyTorch.
 
-    python benchmarks/teacher_recipes_torch.py --model_dir=DIR --data_dir=../shared/data/glue/SST-2 \
+    python benchmarks/teacher_recipes_torch.py --model_dir=DIR --data_dir=../shared/data/glue \
         --seeds=1,2,3 --processes=8 --output=results.jsonl
 
 A reference, not the product: it asks how far plain fine-tuning recipes take
@@ -35,17 +35,15 @@ RECIPES = {
 }
 
 
-def read(path):
-    rows = [l.rstrip("\n").split("\t") for l in open(path)][1:]
-    return [r[0] for r in rows], [int(r[1]) for r in rows]
-
-
 def job(args):
     name, seed, model_dir, data_dir, output = args
     import numpy as np
     import torch
     from tokenizers import Tokenizer
     from transformers import BertConfig, BertModel
+
+    # TensorFlow-free, so the package's own readers (and their checks) work here too.
+    from msbert_tf.data import readers, tasks
 
     lr, epochs, sched, wd, gelu, bucket, warm = RECIPES[name]
     torch.manual_seed(seed); random.seed(seed); np.random.seed(seed)
@@ -58,17 +56,15 @@ def job(args):
     def encode(texts):
         return [e.ids for e in tok.encode_batch(texts)]
 
-    tr_x, tr_y = read(os.path.join(data_dir, "train.tsv"))
-    dv_x, dv_y = read(os.path.join(data_dir, "dev.tsv"))
-    tr_ids, dv_ids = encode(tr_x), encode(dv_x)
+    train, dev_rows = (readers.read_split(tasks.get_task("sst2"), split, data_dir) for split in ("train", "dev"))
+    tr_ids, tr_y, dv_ids, dv_y = encode(train.text_a), train.labels, encode(dev_rows.text_a), dev_rows.labels
 
     cfg = BertConfig.from_pretrained(model_dir)
     cfg.hidden_act = gelu
     bert = BertModel.from_pretrained(model_dir, config=cfg, torch_dtype=torch.float32)
-    drop = torch.nn.Dropout(0.1)
-    dense = torch.nn.Linear(384, 2)
+    dense = torch.nn.Linear(cfg.hidden_size, 2)
     torch.nn.init.normal_(dense.weight, std=0.02); torch.nn.init.zeros_(dense.bias)
-    model = torch.nn.ModuleDict({"bert": bert, "dense": dense}).to(dev)
+    model = torch.nn.ModuleDict({"bert": bert, "drop": torch.nn.Dropout(0.1), "dense": dense}).to(dev)
 
     def batches(ids, ys, bs, shuffle):
         idx = list(range(len(ids)))
@@ -92,11 +88,11 @@ def job(args):
             m = torch.zeros(len(g), L, dtype=torch.long)
             for r, i in enumerate(g):
                 x[r, :len(ids[i])] = torch.tensor(ids[i]); m[r, :len(ids[i])] = 1
-            yield x.to(dev), m.to(dev), torch.tensor([ys[i] for i in g]).to(dev)
+            yield x.to(dev), m.to(dev), torch.tensor([int(ys[i]) for i in g]).to(dev)
 
-    def logits(x, m, train):
+    def logits(x, m):
         h = model["bert"](input_ids=x, attention_mask=m).pooler_output
-        return model["dense"](drop(h) if train else h)
+        return model["dense"](model["drop"](h))
 
     no_decay = [p for n, p in model.named_parameters() if "bias" in n or "LayerNorm" in n]
     decay = [p for n, p in model.named_parameters() if not ("bias" in n or "LayerNorm" in n)]
@@ -118,11 +114,11 @@ def job(args):
         return lr
 
     def evaluate():
-        model.eval(); drop.eval(); correct = 0
+        model.eval(); correct = 0
         with torch.no_grad():
             for x, m, y in batches(dv_ids, dv_y, 128, False):
-                correct += (logits(x, m, False).argmax(-1) == y).sum().item()
-        model.train(); drop.train()
+                correct += (logits(x, m).argmax(-1) == y).sum().item()
+        model.train()
         return 100.0 * correct / len(dv_ids)
 
     t0 = time.time(); step = 0; accs = []
@@ -131,7 +127,7 @@ def job(args):
         for x, m, y in batches(tr_ids, tr_y, 32, True):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            loss = torch.nn.functional.cross_entropy(logits(x, m, True), y)
+            loss = torch.nn.functional.cross_entropy(logits(x, m), y)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); step += 1
         accs.append(round(evaluate(), 2))
     res = {"recipe": name, "seed": seed, "dev_by_epoch": accs, "dev": accs[-1], "steps": step,
@@ -146,7 +142,7 @@ def job(args):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--model_dir", required=True)
-    parser.add_argument("--data_dir", required=True, help="SST-2 folder with train.tsv and dev.tsv")
+    parser.add_argument("--data_dir", required=True, help="GLUE-layout folder (SST-2/train.tsv, SST-2/dev.tsv)")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--processes", type=int, default=1, help="runs at a time (they share the GPU)")
     parser.add_argument("--recipes", default=",".join(RECIPES))

@@ -38,7 +38,7 @@ class Exits:
     """Every exit's prediction, uncertainty and path FLOPs on a split, computed once."""
 
     def __init__(self, run, split):
-        probs = np.asarray(exit_outputs(exit_logits(run.classifier, split, 64)))
+        probs = np.asarray(exit_outputs(exit_logits(run.classifier, split, run.config.data.eval_batch_size)))
         self.uncertainty = entropy(probs[:, :-1])
         self.correct = predictions_of(probs) == split.labels[:, None]
         spec = flops.model_spec(run.classifier)
