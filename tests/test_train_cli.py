@@ -117,6 +117,7 @@ def test_evaluate_refuses_a_run_without_heads(tmp_path):
         (["--max_seq_length=1000"], "above the backbone's maximum 512"),
         (["--distill_loss=mse"], "distill.loss='mse' is not one of"),
         (["--distill_temperature=0"], "distill.temperature must be positive, got 0.0"),
+        (["--head_dim=127"], "model.head_dim must be a positive multiple of model.head_num_heads (2), got 127"),
         (["--config=configs/nope.json"], "config file configs/nope.json does not exist"),
     ],
 )
@@ -131,3 +132,20 @@ def test_the_command_exits_2_with_one_line_and_no_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: unknown task 'sst3'")
     assert "Traceback" not in done.stderr
+
+
+def test_flags_override_the_preset_file():
+    from absl import flags
+
+    from msbert_tf import train
+
+    try:
+        preset_file = os.path.join(ROOT, "configs", "sst2.json")
+        flags.FLAGS(["msbert_tf.train", f"--config={preset_file}", "--head_dim=64", "--distill_epochs=4"])
+        config = train.resolve_config(flags.FLAGS)
+    finally:
+        flags.FLAGS.unparse_flags()
+    with open(preset_file) as f:
+        preset = json.load(f)
+    assert (config.model.head_dim, config.distill.epochs) == (64, 4.0)
+    assert config.teacher.learning_rate == preset["teacher"]["learning_rate"]
