@@ -1,0 +1,105 @@
+"""How far issue 2's stage-1 throughput target is from this machine's arithmetic.
+
+    python benchmarks/stage1_roofline.py --data_dir=../shared/data/glue --run_dir=/work/runs/sst2_s5
+
+Counts the matrix-product FLOPs of one stage-1 epoch on SST-2 with
+`msbert_tf.inference.flops`, at each batch's width as the training pipeline
+pads it (length buckets, each batch cut to its longest row) and, as a
+floor, at each example's real length. Training counts 3x the forward pass
+(the backward pass costs about twice the forward). It then times float32
+matrix products of the layer's own shapes (batch x tokens rows, hidden 384,
+intermediate 1536) and prints the FLOP rate an epoch in `--target_minutes`
+needs against the rate those products reach alone, and against what the
+run in `--run_dir` achieved. Embedding look-ups, layer norms, softmax, GELU
+and the optimizer's update are left out of the count, so the required
+rate is a lower bound.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from msbert_tf.config import ModelConfig
+from msbert_tf.data import pipeline, readers, tasks
+from msbert_tf.inference import flops
+from msbert_tf.models.backbone import load_backbone
+
+flags.DEFINE_string("data_dir", "../shared/data/glue", "GLUE-layout folder.")
+flags.DEFINE_string("task", "sst2", "Task whose training split is counted.")
+flags.DEFINE_integer("batch_size", 32, "Training batch size.")
+flags.DEFINE_integer("max_seq_length", 64, "Tokens per example, as in the run.")
+flags.DEFINE_list("bucket_boundaries", ["12", "20", "32"], "Length buckets, as in the run.")
+flags.DEFINE_bool("pad_to_bucket_boundary", False, "Pad each batch to its bucket's width, as the XLA path does.")
+flags.DEFINE_float("target_minutes", 9.7, "The epoch time to compare against (issue 2: 9.7 minutes).")
+flags.DEFINE_string("run_dir", None, "A training run whose stage-1 time (stages.json) is compared too.")
+flags.DEFINE_list("lengths", ["12", "20"], "Token counts per row for the timed matrix products.")
+flags.DEFINE_integer("iterations", 50, "Timed products per shape; the median is printed.")
+FLAGS = flags.FLAGS
+
+TRAIN_OVER_FORWARD = 3
+
+
+def forward_flops_per_example(split, spec):
+    """Mean forward FLOPs per example: (at the pipeline's padded widths, at real lengths, mean padded width)."""
+    floor = np.mean([flops.teacher_flops(int(n), spec) for n in split.lengths])
+    dataset = pipeline.train_dataset(
+        split, FLAGS.batch_size, [int(b) for b in FLAGS.bucket_boundaries], seed=0,
+        pad_to_bucket_boundary=FLAGS.pad_to_bucket_boundary,
+    ).take(len(split) // FLAGS.batch_size)
+    widths = np.array([features["token_ids"].shape[1] for features, _ in dataset])
+    padded = np.mean([flops.teacher_flops(int(w), spec) for w in widths])
+    return padded, floor, widths.mean()
+
+
+def matmul_gflops(rows, inner, outer):
+    a = tf.random.normal((rows, inner))
+    b = tf.random.normal((inner, outer))
+    product = tf.function(lambda: tf.matmul(a, b))
+    product()
+    times = []
+    for _ in range(FLAGS.iterations):
+        start = time.perf_counter()
+        product().numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * rows * inner * outer / float(np.median(times)) / 1e9
+
+
+def main(argv):
+    del argv
+    backbone, preprocessor = load_backbone(ModelConfig(), FLAGS.max_seq_length)
+    spec = {
+        "num_layers": backbone.num_layers, "hidden": backbone.hidden_dim,
+        "intermediate": backbone.intermediate_dim, "num_labels": 2,
+    }
+    examples = readers.read_split(tasks.get_task(FLAGS.task), "train", FLAGS.data_dir)
+    split = pipeline.encode(examples, preprocessor, name="train")
+    padded, floor, width = forward_flops_per_example(split, spec)
+    rows, target_s = len(split), FLAGS.target_minutes * 60
+    # Training FLOPs of one epoch over every row.
+    padded_train, floor_train = (TRAIN_OVER_FORWARD * rows * f for f in (padded, floor))
+    print(f"{FLAGS.task} train: {rows} rows, mean real length {split.lengths.mean():.2f} tokens, "
+          f"mean padded width of the pipeline's batches {width:.2f}")
+    print(f"training FLOPs per epoch: {padded_train / 1e12:.2f} TFLOP padded, "
+          f"{floor_train / 1e12:.2f} TFLOP at real lengths")
+    print(f"needed for {FLAGS.target_minutes} min ({rows / target_s:.1f} examples/s): "
+          f"{padded_train / target_s / 1e9:.1f} GFLOP/s padded, {floor_train / target_s / 1e9:.1f} at real lengths")
+    if FLAGS.run_dir:
+        with open(os.path.join(FLAGS.run_dir, "stages.json")) as f:
+            teacher = json.load(f)["teacher"]
+        print(f"{FLAGS.run_dir}: stage 1 in {teacher['seconds']:.0f} s ({teacher['examples_per_second']} examples/s) = "
+              f"{padded_train / teacher['seconds'] / 1e9:.1f} GFLOP/s of matrix products")
+    h, i = spec["hidden"], spec["intermediate"]
+    for length in (int(n) for n in FLAGS.lengths):
+        rows = FLAGS.batch_size * length
+        print(f"float32 matmul, {rows} rows ({FLAGS.batch_size} x {length} tokens): "
+              f"{rows}x{h} @ {h}x{i}: {matmul_gflops(rows, h, i):.1f} GFLOP/s, "
+              f"{rows}x{i} @ {i}x{h}: {matmul_gflops(rows, i, h):.1f}, "
+              f"{rows}x{h} @ {h}x{h}: {matmul_gflops(rows, h, h):.1f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
