@@ -25,6 +25,16 @@ def _numbers(flag):
 def rules_from_flags(num_layers, task):
     """The sweep's exit rules, each validated (a bad one is a UserInputError)."""
     uncertainty = FLAGS.uncertainty or default_uncertainty(task)
+    # A flag the chosen rule never reads would be dropped without a word.
+    if uncertainty == "patience" and FLAGS["speeds"].present:
+        raise UserInputError(
+            "--speeds sets entropy or top-K thresholds; the patience rule sweeps every "
+            "patience from 1 to L - 2 instead: drop --speeds."
+        )
+    if not task.regression and FLAGS["tolerances"].present:
+        raise UserInputError(
+            "--tolerances applies to regression tasks (patience rule) only: drop --tolerances."
+        )
     tolerances = _numbers("tolerances") if task.regression else (0.0,)
     rules = rules_for(uncertainty, _numbers("speeds"), FLAGS.top_k, num_layers=num_layers, tolerances=tolerances)
     for rule in rules:

@@ -92,6 +92,8 @@ def _train_in_process(capsys, monkeypatch, *args):
         (["--speeds=0,1.5"], "must be in [0, 1], got 1.5"),
         (["--speeds=fast"], "--speeds must be numbers"),
         (["--uncertainty=topk", "--top_k=3"], "top_k must be between 2 and the number of labels (2)"),
+        (["--uncertainty=patience", "--speeds=0.5"], "the patience rule sweeps every patience"),
+        (["--tolerances=0.1"], "--tolerances applies to regression tasks"),
     ],
 )
 def test_bad_thresholds_fail_before_training(tmp_path, capsys, monkeypatch, args, message):
