@@ -103,3 +103,11 @@ def test_two_workers_train_like_one_and_resume_after_sigkill(glue_dir, tmp_path,
     assert (run_dir / "workers" / "worker_1" / "model.weights.h5").exists()
     assert not (run_dir / "workers" / "worker_1" / "report.json").exists()
     assert sorted(os.listdir(run_dir / "workers")) == ["worker_1"]
+
+
+def test_localhost_workers_get_distinct_ports():
+    envs = localhost_worker_environments(16)
+    workers = [json.loads(env["TF_CONFIG"])["cluster"]["worker"] for env in envs]
+    assert all(w == workers[0] for w in workers)
+    assert len(set(workers[0])) == 16
+    assert [json.loads(env["TF_CONFIG"])["task"]["index"] for env in envs] == list(range(16))
