@@ -55,17 +55,30 @@ def forward_flops_per_example(split, spec):
     return padded, floor, widths.mean()
 
 
-def matmul_gflops(rows, inner, outer):
-    a = tf.random.normal((rows, inner))
-    b = tf.random.normal((inner, outer))
-    product = tf.function(lambda: tf.matmul(a, b))
+def _median_seconds(product):
     product()
     times = []
     for _ in range(FLAGS.iterations):
         start = time.perf_counter()
-        product().numpy()
+        product()
         times.append(time.perf_counter() - start)
-    return 2 * rows * inner * outer / float(np.median(times)) / 1e9
+    return float(np.median(times))
+
+
+def matmul_gflops(rows, inner, outer):
+    """(TensorFlow's rate, NumPy's BLAS rate) for one float32 product, GFLOP/s.
+
+    NumPy's BLAS stands for what this CPU can do on the shape at all.
+    """
+    a = np.random.rand(rows, inner).astype(np.float32)
+    b = np.random.rand(inner, outer).astype(np.float32)
+    a_tf, b_tf = tf.constant(a), tf.constant(b)
+    tf_product = tf.function(lambda: tf.matmul(a_tf, b_tf))
+    flop = 2 * rows * inner * outer
+    return (
+        flop / _median_seconds(lambda: tf_product().numpy()) / 1e9,
+        flop / _median_seconds(lambda: a @ b) / 1e9,
+    )
 
 
 def main(argv):
@@ -93,12 +106,14 @@ def main(argv):
         print(f"{FLAGS.run_dir}: stage 1 in {teacher['seconds']:.0f} s ({teacher['examples_per_second']} examples/s) = "
               f"{padded_train / teacher['seconds'] / 1e9:.1f} GFLOP/s of matrix products")
     h, i = spec["hidden"], spec["intermediate"]
+    print(f"float32 products, GFLOP/s as TensorFlow / NumPy's BLAS "
+          f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}):")
     for length in (int(n) for n in FLAGS.lengths):
         rows = FLAGS.batch_size * length
-        print(f"float32 matmul, {rows} rows ({FLAGS.batch_size} x {length} tokens): "
-              f"{rows}x{h} @ {h}x{i}: {matmul_gflops(rows, h, i):.1f} GFLOP/s, "
-              f"{rows}x{i} @ {i}x{h}: {matmul_gflops(rows, i, h):.1f}, "
-              f"{rows}x{h} @ {h}x{h}: {matmul_gflops(rows, h, h):.1f}")
+        rates = [matmul_gflops(rows, m, n) for m, n in ((h, i), (i, h), (h, h))]
+        print(f"  {rows} rows ({FLAGS.batch_size} x {length} tokens): "
+              + ", ".join(f"{rows}x{m} @ {m}x{n}: {t:.1f} / {b:.1f}"
+                          for (m, n), (t, b) in zip(((h, i), (i, h), (h, h)), rates)))
 
 
 if __name__ == "__main__":
