@@ -78,6 +78,10 @@ class ModelConfig:
     head: str = "attention"
     head_dim: int = 128
     head_num_heads: int = 2
+    # Attention heads: `head_depth - 1` transformer blocks of width head_dim
+    # over every token before the [CLS] attention; MLP heads: that many
+    # dense(head_dim, tanh) layers on [CLS].
+    head_depth: int = 1
     dropout: float = 0.1
     # What C_T's pooler reads: the [CLS] row (BERT's recipe) or the mean of
     # the unpadded rows (how sentence-embedding checkpoints were trained).
@@ -201,6 +205,7 @@ class RunConfig:
              "positive and strictly increasing"),
             ("model.head_dim", m.head_dim, m.head_dim >= 1 and m.head_dim % m.head_num_heads == 0,
              f"a positive multiple of model.head_num_heads ({m.head_num_heads})"),
+            ("model.head_depth", m.head_depth, m.head_depth >= 1, "at least 1"),
             ("teacher.epochs", self.teacher.epochs, self.teacher.epochs > 0, "positive"),
             ("distill.epochs", self.distill.epochs, self.distill.epochs >= 0, "0 (teacher only) or more"),
             ("teacher.learning_rate", self.teacher.learning_rate, self.teacher.learning_rate > 0, "positive"),

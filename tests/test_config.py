@@ -36,6 +36,7 @@ def test_unknown_field_is_named():
         ({"data": {"max_train_examples": 0}}, "data.max_train_examples must be None or at least 1"),
         ({"data": {"bucket_boundaries": [20, 12]}}, "strictly increasing"),
         ({"model": {"head_dim": 7, "head_num_heads": 2}}, "multiple of model.head_num_heads"),
+        ({"model": {"head_depth": 0}}, "model.head_depth must be at least 1, got 0"),
         ({"teacher": {"epochs": 0}}, "teacher.epochs must be positive"),
         ({"distill": {"sinkhorn_epsilon": 0}}, "sinkhorn_epsilon"),
         ({"distill": {"layer_weight_temperature": 0}}, "layer_weight_temperature"),

@@ -176,3 +176,25 @@ def test_export_cli_refuses_a_run_without_heads(tmp_path):
     )
     assert done.returncode == 2
     assert "has no trained exit heads" in done.stderr
+
+
+def test_a_deeper_attention_head_converts_with_its_numbers(tmp_path):
+    """Its keras-hub transformer block lands in the stage graph with its weights (FINDINGS 8's trap)."""
+    from msbert_tf.config import ModelConfig
+    from msbert_tf.export import litert
+    from msbert_tf.export.stages import stage_model
+    from msbert_tf.models.backbone import load_backbone
+    from msbert_tf.models.classifier import MSBertClassifier
+
+    backbone, preprocessor = load_backbone(ModelConfig(backbone="random"), max_seq_length=16)
+    classifier = MSBertClassifier(backbone, num_labels=2, head="attention", head_dim=8, head_depth=2)
+    classifier.build()
+    stage = stage_model(classifier, 0)
+    path = litert.write_litert(stage, str(tmp_path / "stage_1.tflite"))
+    runner = litert.interpreter(path).get_signature_runner()
+    inputs = {k: np.asarray(v, np.int32)[:, :6] for k, v in preprocessor(["a deep exit head"]).items()}
+    got = runner(**inputs)
+    want = stage(inputs)
+    assert np.isfinite(got["probabilities"]).all()
+    np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(got["hidden"], want["hidden"], atol=1e-4)

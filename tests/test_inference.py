@@ -140,6 +140,18 @@ def test_flops_by_hand():
     assert flops.teacher_flops(T, spec) == 2 * layer + teacher
 
 
+def test_deeper_head_flops_by_hand():
+    T, hidden, d, labels = 5, 4, 2, 3
+    mlp = {"num_layers": 2, "hidden": hidden, "intermediate": 8, "head": "mlp", "head_dim": d, "num_labels": labels}
+    assert flops.head_flops("mlp", T, hidden, d, labels, depth=3) == 2 * 4 * 2 + 2 * (2 * 2 * 2) + 2 * 2 * 3
+    deeper = flops.path_flops(1, T, {**mlp, "head_depth": 2}) - flops.path_flops(1, T, mlp)
+    assert deeper == 2 * d * d
+    # An attention head's extra block: a transformer layer of width d, feed-forward 4d.
+    block = 4 * 2 * T * d * d + 2 * 2 * T * T * d + 2 * 2 * T * d * (4 * d)  # 160 + 200 + 320
+    one, two = (flops.head_flops("attention", T, hidden, d, labels, depth=k) for k in (1, 2))
+    assert two - one == block == 680
+
+
 def test_layer_flops_agree_with_tensorflow_profiler():
     import keras_hub
     import tensorflow as tf

@@ -14,9 +14,10 @@ def tiny():
 
 
 @pytest.mark.parametrize("head", ["mlp", "attention"])
-def test_classifier_outputs_every_exit(tiny, head):
+@pytest.mark.parametrize("depth", [1, 2])
+def test_classifier_outputs_every_exit(tiny, head, depth):
     backbone, preprocessor = tiny
-    model = MSBertClassifier(backbone, num_labels=3, head=head, head_dim=8)
+    model = MSBertClassifier(backbone, num_labels=3, head=head, head_dim=8, head_depth=depth)
     logits = model(preprocessor(["a good film", "bad"]))
     assert logits.shape == (2, backbone.num_layers, 3)
     assert len(model.exit_heads) == backbone.num_layers - 1
@@ -30,8 +31,9 @@ def test_hidden_states_match_the_backbone(tiny):
     np.testing.assert_allclose(states[-1], backbone(inputs)["sequence_output"], atol=1e-6)
 
 
-def test_attention_head_ignores_padding():
-    head = AttentionExitHead(num_labels=2, hidden_dim=8, num_heads=2)
+@pytest.mark.parametrize("depth", [1, 2])
+def test_attention_head_ignores_padding(depth):
+    head = AttentionExitHead(num_labels=2, hidden_dim=8, num_heads=2, depth=depth)
     rng = np.random.default_rng(0)
     hidden = rng.normal(size=(1, 6, 16)).astype("float32")
     mask = np.array([[1, 1, 1, 0, 0, 0]], "int32")
@@ -46,20 +48,21 @@ def test_attention_head_ignores_padding():
 
 @pytest.mark.parametrize("cls", [MLPExitHead, AttentionExitHead])
 def test_heads_round_trip_config(cls):
-    head = cls(num_labels=4, hidden_dim=8, name="h")
+    head = cls(num_labels=4, hidden_dim=8, depth=3, name="h")
     clone = cls.from_config(head.get_config())
     assert clone.get_config() == head.get_config()
 
 
-def test_weights_save_and_load(tiny, tmp_path):
+@pytest.mark.parametrize("head, depth", [("attention", 1), ("attention", 2), ("mlp", 2)])
+def test_weights_save_and_load(tiny, tmp_path, head, depth):
     backbone, preprocessor = tiny
     inputs = preprocessor(["a good film"])
-    model = MSBertClassifier(backbone, num_labels=2, head="attention", head_dim=8)
+    model = MSBertClassifier(backbone, num_labels=2, head=head, head_dim=8, head_depth=depth)
     model.build()
     path = str(tmp_path / "m.weights.h5")
     model.save_weights(path)
     other_backbone, _ = load_backbone(ModelConfig(backbone="random"), max_seq_length=16)
-    other = MSBertClassifier(other_backbone, num_labels=2, head="attention", head_dim=8)
+    other = MSBertClassifier(other_backbone, num_labels=2, head=head, head_dim=8, head_depth=depth)
     other.build()
     assert not np.allclose(other(inputs), model(inputs))
     other.load_weights(path)
@@ -98,3 +101,17 @@ def test_mean_pooled_teacher_reads_the_unpadded_mean(tiny):
     assert not np.allclose(cls_model.teacher_logits(hidden, mask), expected)
     clone = MSBertClassifier.from_config(model.get_config())
     assert clone.teacher_pooling == "mean"
+
+
+@pytest.mark.parametrize("head", ["mlp", "attention"])
+def test_deeper_heads_add_their_layers(head):
+    shallow = MLPExitHead if head == "mlp" else AttentionExitHead
+    hidden, mask = np.zeros((1, 5, 16), "float32"), np.ones((1, 5), "int32")
+    sizes = []
+    for depth in (1, 2):
+        layer = shallow(num_labels=2, hidden_dim=8, depth=depth)
+        layer(hidden, mask)
+        sizes.append(sum(int(np.prod(w.shape)) for w in layer.weights))
+    # One more dense(8) for mlp; one more transformer block of width 8 for attention.
+    block = 4 * (8 * 8 + 8) + 2 * 8 * 32 + 32 + 8 + 2 * 2 * 8
+    assert sizes[1] - sizes[0] == (8 * 8 + 8 if head == "mlp" else block)

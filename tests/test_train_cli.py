@@ -143,11 +143,11 @@ def test_flags_override_the_preset_file():
 
     try:
         preset_file = os.path.join(ROOT, "configs", "sst2.json")
-        flags.FLAGS(["msbert_tf.train", f"--config={preset_file}", "--head_dim=64", "--distill_epochs=4"])
+        flags.FLAGS(["msbert_tf.train", f"--config={preset_file}", "--head_dim=64", "--head_depth=2", "--distill_epochs=4"])
         config = train.resolve_config(flags.FLAGS)
     finally:
         flags.FLAGS.unparse_flags()
     with open(preset_file) as f:
         preset = json.load(f)
-    assert (config.model.head_dim, config.distill.epochs) == (64, 4.0)
+    assert (config.model.head_dim, config.model.head_depth, config.distill.epochs) == (64, 2, 4.0)
     assert config.teacher.learning_rate == preset["teacher"]["learning_rate"]

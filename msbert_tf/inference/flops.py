@@ -11,6 +11,8 @@ layer_flops(length=10, hidden=384, intermediate=1536)  # one MiniLM layer
 ```
 """
 
+from msbert_tf.models.heads import BLOCK_FEED_FORWARD_RATIO
+
 
 def layer_flops(length, hidden, intermediate):
     projections = 4 * 2 * length * hidden * hidden  # Q, K, V, output
@@ -19,11 +21,13 @@ def layer_flops(length, hidden, intermediate):
     return projections + attention + feed_forward
 
 
-def head_flops(kind, length, hidden, head_dim, num_labels):
+def head_flops(kind, length, hidden, head_dim, num_labels, depth=1):
     """FLOPs of one student head on a sequence of `length` tokens."""
     if kind == "mlp":
-        return 2 * hidden * head_dim + 2 * head_dim * num_labels
+        return 2 * hidden * head_dim + (depth - 1) * 2 * head_dim * head_dim + 2 * head_dim * num_labels
     project = 2 * length * hidden * head_dim
+    # A deeper head's blocks are transformer layers of width head_dim.
+    project += (depth - 1) * layer_flops(length, head_dim, BLOCK_FEED_FORWARD_RATIO * head_dim)
     # [CLS] is the only query: its projection, K and V of every token,
     # scores and context of one row, the output projection.
     attention = 2 * head_dim * head_dim + 2 * 2 * length * head_dim * head_dim
@@ -39,11 +43,13 @@ def path_flops(exit_layer, length, spec):
     """FLOPs to reach and evaluate exit `exit_layer` (1-based), all exits before it included.
 
     `spec`: dict with `num_layers`, `hidden`, `intermediate`, `head`,
-    `head_dim`, `num_labels`.
+    `head_dim`, `num_labels`, and optionally `head_depth` (default 1).
     """
     total = exit_layer * layer_flops(length, spec["hidden"], spec["intermediate"])
     students = min(exit_layer, spec["num_layers"] - 1)
-    total += students * head_flops(spec["head"], length, spec["hidden"], spec["head_dim"], spec["num_labels"])
+    total += students * head_flops(
+        spec["head"], length, spec["hidden"], spec["head_dim"], spec["num_labels"], spec.get("head_depth", 1)
+    )
     if exit_layer == spec["num_layers"]:
         total += teacher_head_flops(spec["hidden"], spec["num_labels"])
     return total
@@ -64,5 +70,6 @@ def model_spec(classifier):
         "intermediate": backbone.intermediate_dim,
         "head": classifier.head,
         "head_dim": classifier.head_dim,
+        "head_depth": classifier.head_depth,
         "num_labels": classifier.num_labels,
     }

@@ -29,6 +29,7 @@ class MSBertClassifier(keras.Model):
         head="attention",
         head_dim=128,
         head_num_heads=2,
+        head_depth=1,
         dropout=0.1,
         teacher_pooling="cls",
         **kwargs,
@@ -39,7 +40,7 @@ class MSBertClassifier(keras.Model):
         self.teacher_dropout = keras.layers.Dropout(dropout, name="teacher_dropout")
         self.teacher_dense = keras.layers.Dense(num_labels, name="teacher_dense")
         self.exit_heads = [
-            make_head(head, num_labels, head_dim, head_num_heads, dropout, name=f"exit_head_{i}")
+            make_head(head, num_labels, head_dim, head_num_heads, dropout, name=f"exit_head_{i}", depth=head_depth)
             for i in range(backbone.num_layers - 1)
         ]
         # === Config ===
@@ -47,6 +48,7 @@ class MSBertClassifier(keras.Model):
         self.head = head
         self.head_dim = head_dim
         self.head_num_heads = head_num_heads
+        self.head_depth = head_depth
         self.dropout = dropout
         self.teacher_pooling = teacher_pooling
 
@@ -133,6 +135,7 @@ class MSBertClassifier(keras.Model):
             head=self.head,
             head_dim=self.head_dim,
             head_num_heads=self.head_num_heads,
+            head_depth=self.head_depth,
             dropout=self.dropout,
             teacher_pooling=self.teacher_pooling,
         )

@@ -11,34 +11,52 @@ z, logits = head(np.zeros((1, 5, 16), "float32"), np.ones((1, 5), "int32"))
 """
 
 import keras
+import keras_hub
 from keras import ops
+
+# Feed-forward width of a deeper attention head's blocks over their width,
+# BERT's own ratio.
+BLOCK_FEED_FORWARD_RATIO = 4
 
 
 @keras.saving.register_keras_serializable(package="msbert_tf")
 class MLPExitHead(keras.layers.Layer):
-    """dense(d, tanh) on the [CLS] row, then dense(num_labels). The cheapest head."""
+    """`depth` x dense(d, tanh) on the [CLS] row, then dense(num_labels). The cheapest head."""
 
-    def __init__(self, num_labels, hidden_dim=128, dropout=0.1, **kwargs):
+    def __init__(self, num_labels, hidden_dim=128, dropout=0.1, depth=1, **kwargs):
         super().__init__(**kwargs)
         self.num_labels = num_labels
         self.hidden_dim = hidden_dim
         self.dropout = dropout
+        self.depth = depth
         self.hidden_dense = keras.layers.Dense(hidden_dim, activation="tanh", name="hidden_dense")
+        # Kept apart from `hidden_dense`, so weight files of depth-1 heads
+        # (saved by attribute path) still load.
+        self.deeper_denses = [
+            keras.layers.Dense(hidden_dim, activation="tanh", name=f"hidden_dense_{i}")
+            for i in range(1, depth)
+        ]
         self.dropout_layer = keras.layers.Dropout(dropout, name="dropout")
         self.logits_dense = keras.layers.Dense(num_labels, name="logits_dense")
 
     def build(self, hidden_shape, padding_mask_shape=None):
         self.hidden_dense.build((hidden_shape[0], hidden_shape[-1]))
+        for dense in self.deeper_denses:
+            dense.build((hidden_shape[0], self.hidden_dim))
         self.logits_dense.build((hidden_shape[0], self.hidden_dim))
         self.built = True
 
     def call(self, hidden, padding_mask, training=False):
         z = self.hidden_dense(hidden[:, 0, :])
+        for dense in self.deeper_denses:
+            z = dense(z)
         return z, self.logits_dense(self.dropout_layer(z, training=training))
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_labels=self.num_labels, hidden_dim=self.hidden_dim, dropout=self.dropout)
+        config.update(
+            num_labels=self.num_labels, hidden_dim=self.hidden_dim, dropout=self.dropout, depth=self.depth
+        )
         return config
 
 
@@ -49,15 +67,25 @@ class AttentionExitHead(keras.layers.Layer):
     Only the [CLS] row is read afterwards, so it alone is the attention's
     query; the keys and values are every (unpadded) token. That equals full
     self-attention followed by taking [CLS], at 1/T of the query cost.
+    With `depth > 1`, `depth - 1` keras-hub transformer blocks of width d
+    first let every token attend to every other.
     """
 
-    def __init__(self, num_labels, hidden_dim=128, num_heads=2, dropout=0.1, **kwargs):
+    def __init__(self, num_labels, hidden_dim=128, num_heads=2, dropout=0.1, depth=1, **kwargs):
         super().__init__(**kwargs)
         self.num_labels = num_labels
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
         self.dropout = dropout
+        self.depth = depth
         self.project = keras.layers.Dense(hidden_dim, name="project")
+        self.blocks = [
+            keras_hub.layers.TransformerEncoder(
+                intermediate_dim=BLOCK_FEED_FORWARD_RATIO * hidden_dim, num_heads=num_heads,
+                dropout=dropout, activation="gelu", name=f"block_{i}",
+            )
+            for i in range(depth - 1)
+        ]
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=num_heads, key_dim=hidden_dim // num_heads, name="attention"
         )
@@ -69,6 +97,8 @@ class AttentionExitHead(keras.layers.Layer):
         batch, length = hidden_shape[0], hidden_shape[1]
         self.project.build(hidden_shape)
         projected = (batch, length, self.hidden_dim)
+        for block in self.blocks:
+            block.build(projected)
         self.attention.build((batch, 1, self.hidden_dim), projected, projected)
         self.hidden_dense.build((batch, self.hidden_dim))
         self.logits_dense.build((batch, self.hidden_dim))
@@ -76,6 +106,8 @@ class AttentionExitHead(keras.layers.Layer):
 
     def call(self, hidden, padding_mask, training=False):
         x = self.project(hidden)
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
         mask = ops.expand_dims(ops.cast(padding_mask, "bool"), axis=1)  # B x 1 x T
         attended = self.attention(x[:, :1, :], x, attention_mask=mask, training=training)
         z = self.hidden_dense(attended[:, 0, :])
@@ -88,13 +120,14 @@ class AttentionExitHead(keras.layers.Layer):
             hidden_dim=self.hidden_dim,
             num_heads=self.num_heads,
             dropout=self.dropout,
+            depth=self.depth,
         )
         return config
 
 
-def make_head(kind, num_labels, hidden_dim, num_heads, dropout, name):
+def make_head(kind, num_labels, hidden_dim, num_heads, dropout, name, depth=1):
     if kind == "mlp":
-        return MLPExitHead(num_labels, hidden_dim=hidden_dim, dropout=dropout, name=name)
+        return MLPExitHead(num_labels, hidden_dim=hidden_dim, dropout=dropout, depth=depth, name=name)
     return AttentionExitHead(
-        num_labels, hidden_dim=hidden_dim, num_heads=num_heads, dropout=dropout, name=name
+        num_labels, hidden_dim=hidden_dim, num_heads=num_heads, dropout=dropout, depth=depth, name=name
     )

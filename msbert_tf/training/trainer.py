@@ -54,6 +54,7 @@ def build_classifier(config, task):
         head=config.model.head,
         head_dim=config.model.head_dim,
         head_num_heads=config.model.head_num_heads,
+        head_depth=config.model.head_depth,
         dropout=config.model.dropout,
         teacher_pooling=config.model.teacher_pooling,
     )
