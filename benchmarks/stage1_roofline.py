@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from msbert_tf.config import ModelConfig
+from msbert_tf.config import ModelConfig, RunConfig
 from msbert_tf.data import pipeline, readers, tasks
 from msbert_tf.inference import flops
 from msbert_tf.models.backbone import load_backbone
@@ -35,7 +35,8 @@ flags.DEFINE_integer("max_seq_length", 64, "Tokens per example, as in the run.")
 flags.DEFINE_list("bucket_boundaries", ["12", "20", "32"], "Length buckets, as in the run.")
 flags.DEFINE_bool("pad_to_bucket_boundary", False, "Pad each batch to its bucket's width, as the XLA path does.")
 flags.DEFINE_float("target_minutes", 9.7, "The epoch time to compare against (issue 2: 9.7 minutes).")
-flags.DEFINE_string("run_dir", None, "A training run whose stage-1 time (stages.json) is compared too.")
+flags.DEFINE_string("run_dir", None, "A training run whose stage-1 rate (stages.json) is compared too; its "
+                    "config then sets batch size, buckets, padding, length and backbone.")
 flags.DEFINE_list("lengths", ["12", "20"], "Token counts per row for the timed matrix products.")
 flags.DEFINE_integer("iterations", 50, "Timed products per shape; the median is printed.")
 FLAGS = flags.FLAGS
@@ -43,13 +44,21 @@ FLAGS = flags.FLAGS
 TRAIN_OVER_FORWARD = 3
 
 
-def forward_flops_per_example(split, spec):
+def pipeline_settings():
+    """(batch size, buckets, pad to bucket width, max length, model config): the run's, or the flags'."""
+    if FLAGS.run_dir:
+        c = RunConfig.from_file(os.path.join(FLAGS.run_dir, "config.json"))
+        return c.data.batch_size, list(c.data.bucket_boundaries), c.jit_compile, c.data.max_seq_length, c.model
+    return (FLAGS.batch_size, [int(b) for b in FLAGS.bucket_boundaries], FLAGS.pad_to_bucket_boundary,
+            FLAGS.max_seq_length, ModelConfig())
+
+
+def forward_flops_per_example(split, spec, batch_size, buckets, pad_to_bucket_boundary):
     """Mean forward FLOPs per example: (at the pipeline's padded widths, at real lengths, mean padded width)."""
     floor = np.mean([flops.teacher_flops(int(n), spec) for n in split.lengths])
     dataset = pipeline.train_dataset(
-        split, FLAGS.batch_size, [int(b) for b in FLAGS.bucket_boundaries], seed=0,
-        pad_to_bucket_boundary=FLAGS.pad_to_bucket_boundary,
-    ).take(len(split) // FLAGS.batch_size)
+        split, batch_size, buckets, seed=0, pad_to_bucket_boundary=pad_to_bucket_boundary,
+    ).take(len(split) // batch_size)
     widths = np.array([features["token_ids"].shape[1] for features, _ in dataset])
     padded = np.mean([flops.teacher_flops(int(w), spec) for w in widths])
     return padded, floor, widths.mean()
@@ -83,14 +92,16 @@ def matmul_gflops(rows, inner, outer):
 
 def main(argv):
     del argv
-    backbone, preprocessor = load_backbone(ModelConfig(), FLAGS.max_seq_length)
+    batch_size, buckets, pad, max_seq_length, model_config = pipeline_settings()
+    backbone, preprocessor = load_backbone(model_config, max_seq_length)
+    task = tasks.get_task(FLAGS.task)
     spec = {
         "num_layers": backbone.num_layers, "hidden": backbone.hidden_dim,
-        "intermediate": backbone.intermediate_dim, "num_labels": 2,
+        "intermediate": backbone.intermediate_dim, "num_labels": task.num_labels,
     }
-    examples = readers.read_split(tasks.get_task(FLAGS.task), "train", FLAGS.data_dir)
+    examples = readers.read_split(task, "train", FLAGS.data_dir)
     split = pipeline.encode(examples, preprocessor, name="train")
-    padded, floor, width = forward_flops_per_example(split, spec)
+    padded, floor, width = forward_flops_per_example(split, spec, batch_size, buckets, pad)
     rows, target_s = len(split), FLAGS.target_minutes * 60
     # Training FLOPs of one epoch over every row.
     padded_train, floor_train = (TRAIN_OVER_FORWARD * rows * f for f in (padded, floor))
@@ -103,16 +114,17 @@ def main(argv):
     if FLAGS.run_dir:
         with open(os.path.join(FLAGS.run_dir, "stages.json")) as f:
             teacher = json.load(f)["teacher"]
-        print(f"{FLAGS.run_dir}: stage 1 in {teacher['seconds']:.0f} s ({teacher['examples_per_second']} examples/s) = "
-              f"{padded_train / teacher['seconds'] / 1e9:.1f} GFLOP/s of matrix products")
+        rate = teacher["examples_per_second"]
+        print(f"{FLAGS.run_dir}: stage 1 at {rate} examples/s = "
+              f"{rate * TRAIN_OVER_FORWARD * padded / 1e9:.1f} GFLOP/s of matrix products")
     h, i = spec["hidden"], spec["intermediate"]
     print(f"float32 products, GFLOP/s as TensorFlow / NumPy's BLAS "
           f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}):")
     for length in (int(n) for n in FLAGS.lengths):
-        rows = FLAGS.batch_size * length
-        rates = [matmul_gflops(rows, m, n) for m, n in ((h, i), (i, h), (h, h))]
-        print(f"  {rows} rows ({FLAGS.batch_size} x {length} tokens): "
-              + ", ".join(f"{rows}x{m} @ {m}x{n}: {t:.1f} / {b:.1f}"
+        tokens = batch_size * length
+        rates = [matmul_gflops(tokens, m, n) for m, n in ((h, i), (i, h), (h, h))]
+        print(f"  {tokens} rows ({batch_size} x {length} tokens): "
+              + ", ".join(f"{tokens}x{m} @ {m}x{n}: {t:.1f} / {b:.1f}"
                           for (m, n), (t, b) in zip(((h, i), (i, h), (h, h)), rates)))
 
 

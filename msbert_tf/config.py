@@ -22,6 +22,9 @@ from msbert_tf.errors import UserInputError
 # by `msbert_tf.models.backbone`.
 EMBEDDED_BACKBONE = "embedded:minilm_l6"
 RANDOM_BACKBONE = "random"
+# Feed-forward width of a deeper attention head's blocks over their width
+# (`ModelConfig.head_depth`), BERT's own ratio.
+BLOCK_FEED_FORWARD_RATIO = 4
 
 
 @dataclasses.dataclass
@@ -79,8 +82,8 @@ class ModelConfig:
     head_dim: int = 128
     head_num_heads: int = 2
     # Attention heads: `head_depth - 1` transformer blocks of width head_dim
-    # over every token before the [CLS] attention; MLP heads: that many
-    # dense(head_dim, tanh) layers on [CLS].
+    # over every token before the [CLS] attention; MLP heads: `head_depth`
+    # dense(head_dim, tanh) layers on [CLS] in all.
     head_depth: int = 1
     dropout: float = 0.1
     # What C_T's pooler reads: the [CLS] row (BERT's recipe) or the mean of

@@ -32,7 +32,8 @@ flags.DEFINE_string("label_column", None, "--task=custom: column of the label (d
 flags.DEFINE_string("backbone", None, "embedded:minilm_l6, a keras-hub preset or folder, or random.")
 flags.DEFINE_string("head", None, "Exit head design: mlp or attention.")
 flags.DEFINE_integer("head_dim", None, "Exit heads' width (attention heads: a multiple of their head count).")
-flags.DEFINE_integer("head_depth", None, "Exit heads' depth: transformer blocks (attention) or dense layers (mlp).")
+flags.DEFINE_integer("head_depth", None, "Exit heads' depth: attention heads put depth-1 transformer blocks before their [CLS] "
+                     "attention; mlp heads have depth dense(tanh) layers.")
 flags.DEFINE_string("teacher_pooling", None, "What the teacher classifier reads: cls or mean.")
 flags.DEFINE_string("distill_loss", None, "emd (MS-BERT), kl (FastBERT) or ce (DeeBERT-style).")
 flags.DEFINE_string("emd_solver", None, "sinkhorn (native TF) or exact (POT).")

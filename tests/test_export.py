@@ -192,7 +192,9 @@ def test_a_deeper_attention_head_converts_with_its_numbers(tmp_path):
     stage = stage_model(classifier, 0)
     path = litert.write_litert(stage, str(tmp_path / "stage_1.tflite"))
     runner = litert.interpreter(path).get_signature_runner()
-    inputs = {k: np.asarray(v, np.int32)[:, :6] for k, v in preprocessor(["a deep exit head"]).items()}
+    # 6 tokens and 2 of padding: the block's mask must survive the conversion.
+    inputs = {k: np.asarray(v, np.int32)[:, :8] for k, v in preprocessor(["a deep exit head"]).items()}
+    assert inputs["padding_mask"].tolist() == [[1] * 6 + [0] * 2]
     got = runner(**inputs)
     want = stage(inputs)
     assert np.isfinite(got["probabilities"]).all()

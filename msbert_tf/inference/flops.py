@@ -11,7 +11,7 @@ layer_flops(length=10, hidden=384, intermediate=1536)  # one MiniLM layer
 ```
 """
 
-from msbert_tf.models.heads import BLOCK_FEED_FORWARD_RATIO
+from msbert_tf.config import BLOCK_FEED_FORWARD_RATIO
 
 
 def layer_flops(length, hidden, intermediate):
@@ -27,12 +27,12 @@ def head_flops(kind, length, hidden, head_dim, num_labels, depth=1):
         return 2 * hidden * head_dim + (depth - 1) * 2 * head_dim * head_dim + 2 * head_dim * num_labels
     project = 2 * length * hidden * head_dim
     # A deeper head's blocks are transformer layers of width head_dim.
-    project += (depth - 1) * layer_flops(length, head_dim, BLOCK_FEED_FORWARD_RATIO * head_dim)
+    blocks = (depth - 1) * layer_flops(length, head_dim, BLOCK_FEED_FORWARD_RATIO * head_dim)
     # [CLS] is the only query: its projection, K and V of every token,
     # scores and context of one row, the output projection.
     attention = 2 * head_dim * head_dim + 2 * 2 * length * head_dim * head_dim
     attention += 2 * 2 * length * head_dim + 2 * head_dim * head_dim
-    return project + attention + 2 * head_dim * head_dim + 2 * head_dim * num_labels
+    return project + blocks + attention + 2 * head_dim * head_dim + 2 * head_dim * num_labels
 
 
 def teacher_head_flops(hidden, num_labels):

@@ -14,9 +14,7 @@ import keras
 import keras_hub
 from keras import ops
 
-# Feed-forward width of a deeper attention head's blocks over their width,
-# BERT's own ratio.
-BLOCK_FEED_FORWARD_RATIO = 4
+from msbert_tf.config import BLOCK_FEED_FORWARD_RATIO
 
 
 @keras.saving.register_keras_serializable(package="msbert_tf")
