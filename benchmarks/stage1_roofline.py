@@ -1,18 +1,22 @@
 """How far issue 2's stage-1 throughput target is from this machine's arithmetic.
 
-    python benchmarks/stage1_roofline.py --data_dir=../shared/data/glue --run_dir=/work/runs/sst2_s5
+    python benchmarks/stage1_roofline.py --run_dir=/work/runs/sst2_s5
+    python benchmarks/stage1_roofline.py --config=configs/sst2.json --bucket_boundaries=8,12,16 --nojit_compile
 
-Counts the matrix-product FLOPs of one stage-1 epoch on SST-2 with
+Counts the matrix-product FLOPs of one stage-1 epoch with
 `msbert_tf.inference.flops`, at each batch's width as the training pipeline
-pads it (length buckets, each batch cut to its longest row) and, as a
-floor, at each example's real length. Training counts 3x the forward pass
-(the backward pass costs about twice the forward). It then times float32
-matrix products of the layer's own shapes (batch x tokens rows, hidden 384,
-intermediate 1536) and prints the FLOP rate an epoch in `--target_minutes`
-needs against the rate those products reach alone, and against what the
-run in `--run_dir` achieved. Embedding look-ups, layer norms, softmax, GELU
-and the optimizer's update are left out of the count, so the required
-rate is a lower bound.
+pads it (length buckets; each batch cut to its longest row, or with
+`jit_compile` padded to its bucket's width) and, as a floor, at each
+example's real length. Training counts 3x the forward pass (the backward
+pass costs about twice the forward). It then times float32 matrix products
+of the layer's own shapes (batch x tokens rows, hidden and intermediate
+widths) and prints the FLOP rate an epoch in `--target_minutes` needs
+against the rate those products reach alone, and against what the run in
+`--run_dir` achieved. Embedding look-ups, layer norms, softmax, GELU and the
+optimizer's update are left out of the count, so the required rate is a
+lower bound. Task, data, batch size, buckets, padding, length and backbone
+come from the run's config (or `--config`), buckets and padding
+overridable.
 """
 
 import json
@@ -23,20 +27,20 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from msbert_tf.config import ModelConfig, RunConfig
-from msbert_tf.data import pipeline, readers, tasks
+from msbert_tf.config import RunConfig
+from msbert_tf.data import pipeline, readers
 from msbert_tf.inference import flops
 from msbert_tf.models.backbone import load_backbone
+from msbert_tf.models.classifier import MSBertClassifier
 
-flags.DEFINE_string("data_dir", "../shared/data/glue", "GLUE-layout folder.")
-flags.DEFINE_string("task", "sst2", "Task whose training split is counted.")
-flags.DEFINE_integer("batch_size", 32, "Training batch size.")
-flags.DEFINE_integer("max_seq_length", 64, "Tokens per example, as in the run.")
-flags.DEFINE_list("bucket_boundaries", ["12", "20", "32"], "Length buckets, as in the run.")
-flags.DEFINE_bool("pad_to_bucket_boundary", False, "Pad each batch to its bucket's width, as the XLA path does.")
+flags.DEFINE_string("run_dir", None, "A training run: its config.json sets the pipeline, and its stage-1 rate "
+                    "(stages.json) is compared too.")
+flags.DEFINE_string("config", "configs/sst2.json", "Without --run_dir: the run preset whose pipeline is counted.")
+flags.DEFINE_string("data_dir", None, "GLUE-layout folder, if the config names none.")
+flags.DEFINE_list("bucket_boundaries", None, "Override the config's length buckets.")
+flags.DEFINE_bool("jit_compile", None, "Override the config's padding: to the bucket's width (XLA) or, with "
+                  "--nojit_compile, to the longest row.")
 flags.DEFINE_float("target_minutes", 9.7, "The epoch time to compare against (issue 2: 9.7 minutes).")
-flags.DEFINE_string("run_dir", None, "A training run whose stage-1 rate (stages.json) is compared too; its "
-                    "config then sets batch size, buckets, padding, length and backbone.")
 flags.DEFINE_list("lengths", ["12", "20"], "Token counts per row for the timed matrix products.")
 flags.DEFINE_integer("iterations", 50, "Timed products per shape; the median is printed.")
 FLAGS = flags.FLAGS
@@ -44,20 +48,23 @@ FLAGS = flags.FLAGS
 TRAIN_OVER_FORWARD = 3
 
 
-def pipeline_settings():
-    """(batch size, buckets, pad to bucket width, max length, model config): the run's, or the flags'."""
-    if FLAGS.run_dir:
-        c = RunConfig.from_file(os.path.join(FLAGS.run_dir, "config.json"))
-        return c.data.batch_size, list(c.data.bucket_boundaries), c.jit_compile, c.data.max_seq_length, c.model
-    return (FLAGS.batch_size, [int(b) for b in FLAGS.bucket_boundaries], FLAGS.pad_to_bucket_boundary,
-            FLAGS.max_seq_length, ModelConfig())
+def run_config():
+    path = os.path.join(FLAGS.run_dir, "config.json") if FLAGS.run_dir else FLAGS.config
+    config = RunConfig.from_file(path)
+    config.data.data_dir = config.data.data_dir or FLAGS.data_dir
+    if FLAGS.bucket_boundaries is not None:
+        config.data.bucket_boundaries = [int(b) for b in FLAGS.bucket_boundaries]
+    if FLAGS.jit_compile is not None:
+        config.jit_compile = FLAGS.jit_compile
+    return config.validate()
 
 
-def forward_flops_per_example(split, spec, batch_size, buckets, pad_to_bucket_boundary):
+def forward_flops_per_example(split, spec, config):
     """Mean forward FLOPs per example: (at the pipeline's padded widths, at real lengths, mean padded width)."""
     floor = np.mean([flops.teacher_flops(int(n), spec) for n in split.lengths])
+    batch_size = config.data.batch_size
     dataset = pipeline.train_dataset(
-        split, batch_size, buckets, seed=0, pad_to_bucket_boundary=pad_to_bucket_boundary,
+        split, batch_size, config.data.bucket_boundaries, seed=0, pad_to_bucket_boundary=config.jit_compile,
     ).take(len(split) // batch_size)
     widths = np.array([features["token_ids"].shape[1] for features, _ in dataset])
     padded = np.mean([flops.teacher_flops(int(w), spec) for w in widths])
@@ -92,32 +99,28 @@ def matmul_gflops(rows, inner, outer):
 
 def main(argv):
     del argv
-    batch_size, buckets, pad, max_seq_length, model_config = pipeline_settings()
-    backbone, preprocessor = load_backbone(model_config, max_seq_length)
-    task = tasks.get_task(FLAGS.task)
-    spec = {
-        "num_layers": backbone.num_layers, "hidden": backbone.hidden_dim,
-        "intermediate": backbone.intermediate_dim, "num_labels": task.num_labels,
-    }
-    examples = readers.read_split(task, "train", FLAGS.data_dir)
-    split = pipeline.encode(examples, preprocessor, name="train")
-    padded, floor, width = forward_flops_per_example(split, spec, batch_size, buckets, pad)
+    config = run_config()
+    backbone, preprocessor = load_backbone(config.model, config.data.max_seq_length)
+    task = readers.resolve_task(config.data)
+    spec = flops.model_spec(MSBertClassifier(backbone, num_labels=task.num_labels))
+    split = pipeline.encode(readers.read_split(task, "train", config.data.data_dir), preprocessor, name="train")
+    padded, floor, width = forward_flops_per_example(split, spec, config)
     rows, target_s = len(split), FLAGS.target_minutes * 60
     # Training FLOPs of one epoch over every row.
     padded_train, floor_train = (TRAIN_OVER_FORWARD * rows * f for f in (padded, floor))
-    print(f"{FLAGS.task} train: {rows} rows, mean real length {split.lengths.mean():.2f} tokens, "
-          f"mean padded width of the pipeline's batches {width:.2f}")
+    print(f"{task.name} train: {rows} rows, mean real length {split.lengths.mean():.2f} tokens, "
+          f"mean padded width of the pipeline's batches {width:.2f} (buckets {config.data.bucket_boundaries}, "
+          f"{'padded to the bucket width' if config.jit_compile else 'cut to the longest row'})")
     print(f"training FLOPs per epoch: {padded_train / 1e12:.2f} TFLOP padded, "
           f"{floor_train / 1e12:.2f} TFLOP at real lengths")
     print(f"needed for {FLAGS.target_minutes} min ({rows / target_s:.1f} examples/s): "
           f"{padded_train / target_s / 1e9:.1f} GFLOP/s padded, {floor_train / target_s / 1e9:.1f} at real lengths")
     if FLAGS.run_dir:
         with open(os.path.join(FLAGS.run_dir, "stages.json")) as f:
-            teacher = json.load(f)["teacher"]
-        rate = teacher["examples_per_second"]
+            rate = json.load(f)["teacher"]["examples_per_second"]
         print(f"{FLAGS.run_dir}: stage 1 at {rate} examples/s = "
               f"{rate * TRAIN_OVER_FORWARD * padded / 1e9:.1f} GFLOP/s of matrix products")
-    h, i = spec["hidden"], spec["intermediate"]
+    h, i, batch_size = spec["hidden"], spec["intermediate"], config.data.batch_size
     print(f"float32 products, GFLOP/s as TensorFlow / NumPy's BLAS "
           f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}):")
     for length in (int(n) for n in FLAGS.lengths):

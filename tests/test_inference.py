@@ -129,7 +129,7 @@ def test_real_path_agrees_with_simulator(tiny_classifier, rule):
 
 
 def test_flops_by_hand():
-    spec = {"num_layers": 2, "hidden": 4, "intermediate": 8, "head": "mlp", "head_dim": 2, "num_labels": 3}
+    spec = {"num_layers": 2, "hidden": 4, "intermediate": 8, "head": "mlp", "head_dim": 2, "head_depth": 1, "num_labels": 3}
     T = 5
     layer = 4 * 2 * T * 4 * 4 + 2 * 2 * T * T * 4 + 2 * 2 * T * 4 * 8  # 640 + 400 + 640
     assert flops.layer_flops(T, 4, 8) == layer == 1680
@@ -142,7 +142,8 @@ def test_flops_by_hand():
 
 def test_deeper_head_flops_by_hand():
     T, hidden, d, labels = 5, 4, 2, 3
-    mlp = {"num_layers": 2, "hidden": hidden, "intermediate": 8, "head": "mlp", "head_dim": d, "num_labels": labels}
+    mlp = {"num_layers": 2, "hidden": hidden, "intermediate": 8, "head": "mlp", "head_dim": d, "head_depth": 1,
+           "num_labels": labels}
     assert flops.head_flops("mlp", T, hidden, d, labels, depth=3) == 2 * 4 * 2 + 2 * (2 * 2 * 2) + 2 * 2 * 3
     deeper = flops.path_flops(1, T, {**mlp, "head_depth": 2}) - flops.path_flops(1, T, mlp)
     assert deeper == 2 * d * d

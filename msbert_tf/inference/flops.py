@@ -43,12 +43,12 @@ def path_flops(exit_layer, length, spec):
     """FLOPs to reach and evaluate exit `exit_layer` (1-based), all exits before it included.
 
     `spec`: dict with `num_layers`, `hidden`, `intermediate`, `head`,
-    `head_dim`, `num_labels`, and optionally `head_depth` (default 1).
+    `head_dim`, `head_depth`, `num_labels` (see `model_spec`).
     """
     total = exit_layer * layer_flops(length, spec["hidden"], spec["intermediate"])
     students = min(exit_layer, spec["num_layers"] - 1)
     total += students * head_flops(
-        spec["head"], length, spec["hidden"], spec["head_dim"], spec["num_labels"], spec.get("head_depth", 1)
+        spec["head"], length, spec["hidden"], spec["head_dim"], spec["num_labels"], spec["head_depth"]
     )
     if exit_layer == spec["num_layers"]:
         total += teacher_head_flops(spec["hidden"], spec["num_labels"])
