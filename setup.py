@@ -19,6 +19,9 @@ setup(
         "keras-hub>=0.32,<0.33",
         "tensorflow-text>=2.20,<2.22",
         "tensorflow-datasets>=4.9",
+        # tensorflow-datasets 4.9 imports it (through etils.epath) when it
+        # prepares a download, and does not declare it.
+        "importlib_resources>=6.0",
         "tensorboard>=2.20",
         "pot>=0.9.5",
         "numpy>=1.26",

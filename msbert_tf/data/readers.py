@@ -265,17 +265,27 @@ def read_tfds(task, split):
     tfds_split = {"train": "train", "dev": task.tfds_dev_split}[split]
     try:
         dataset, info = tfds.load(task.tfds_name, split=tfds_split, with_info=True)
-    except Exception as e:  # noqa: BLE001 - any TFDS failure means the same fix.
+    except ImportError as e:
+        # An install problem, not a network one: offline advice would mislead.
+        raise UserInputError(
+            f"TFDS cannot prepare {task.tfds_name}: a module it needs is missing ({e}); "
+            "reinstall with `pip install -e .`, or pass --data_dir=<GLUE folder>."
+        ) from None
+    except Exception as e:  # noqa: BLE001 - any other TFDS failure means the same fix.
         raise UserInputError(
             f"could not load TFDS {task.tfds_name}[{tfds_split}] ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}); offline, pass "
-            "--data_dir=<GLUE folder> instead."
+            f"{_first_line(e)}): TFDS downloads the data on first use and needs a network; "
+            "offline, pass --data_dir=<folder with the task's files, e.g. GLUE's SST-2/train.tsv>."
         ) from None
     # A regression's label is a float feature, without class names.
     names = None if task.regression else info.features[task.tfds_label_key].names
     return examples_from_records(
         task, tfds.as_numpy(dataset), source=f"TFDS {task.tfds_name}", source_label_names=names
     )
+
+
+def _first_line(error):
+    return str(error).splitlines()[0][:300] if str(error) else ""
 
 
 def examples_from_records(task, records, source, source_label_names=None):
