@@ -24,8 +24,9 @@ from msbert_tf.data import pipeline, readers
 from msbert_tf.inference.evaluation import DEFAULT_SPEEDS, DEFAULT_TOLERANCES, default_uncertainty, rules_for
 from msbert_tf.inference.exit_metrics import exit_metrics
 from msbert_tf.inference.sweep import choose_speed, sweep
-from msbert_tf.training.run_dir import RunDir, write_atomically
-from msbert_tf.training.trainer import build_classifier, train
+from msbert_tf.run_dir import RunDir, write_atomically
+from msbert_tf.models.build import build_classifier
+from msbert_tf.training.trainer import train
 
 flags.DEFINE_string("teacher_run", None, "Run folder with a finished teacher (stage 1).")
 flags.DEFINE_string("output_dir", None, "Where the variants' runs and the comparison go.")

@@ -31,7 +31,7 @@ from msbert_tf.inference.metrics import score
 from msbert_tf.inference.loading import load_run
 from msbert_tf.inference.predict import default_rule
 from msbert_tf.inference.uncertainty import ExitRule
-from msbert_tf.training.run_dir import write_atomically
+from msbert_tf.run_dir import write_atomically
 
 flags.DEFINE_string("run_dir", None, "A finished training run.")
 flags.DEFINE_string("output_dir", None, "Where the bundles and the results go.")

@@ -3,7 +3,7 @@
 import json
 import os
 
-from msbert_tf.training.run_dir import write_atomically
+from msbert_tf.run_dir import write_atomically
 
 
 def _times(value):

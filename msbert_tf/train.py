@@ -108,7 +108,7 @@ def main(argv):
     from msbert_tf import report
     from msbert_tf.data.readers import resolve_task
     from msbert_tf.inference.evaluation import evaluate
-    from msbert_tf.training.run_dir import write_atomically
+    from msbert_tf.run_dir import write_atomically
     from msbert_tf.training.trainer import train
 
     if not FLAGS.output_dir:

@@ -196,7 +196,7 @@ def test_another_rule_than_the_chosen_one_needs_its_own_threshold(tmp_path):
 
     from msbert_tf.errors import UserInputError
     from msbert_tf.inference.predict import default_rule
-    from msbert_tf.training.run_dir import RunDir
+    from msbert_tf.run_dir import RunDir
 
     (tmp_path / "exit_threshold.json").write_text(json.dumps({"uncertainty": "patience", "speed": 0.0, "patience": 2}))
     trained = SimpleNamespace(run=RunDir(str(tmp_path)), classifier=SimpleNamespace(num_labels=2),

@@ -7,7 +7,7 @@ import pytest
 
 from msbert_tf.errors import UserInputError
 from msbert_tf.training import trainer
-from msbert_tf.training.run_dir import completed_epochs
+from msbert_tf.run_dir import completed_epochs
 from tests.conftest import tiny_config
 
 
@@ -115,7 +115,7 @@ def test_teacher_from_reuses_another_runs_teacher(glue_dir, tmp_path):
 
 
 def test_a_launch_that_trained_nothing_does_not_bind_the_folder(glue_dir, tmp_path):
-    from msbert_tf.training.run_dir import RunDir
+    from msbert_tf.run_dir import RunDir
 
     run = RunDir(str(tmp_path / "run"))
     run.claim(tiny_config(glue_dir))  # e.g. then failed on a bad data file

@@ -25,7 +25,7 @@ from msbert_tf.errors import UserInputError
 from msbert_tf.export import litert, serving, stages
 from msbert_tf.inference.early_exit import EarlyExitPredictor
 from msbert_tf.inference.predict import default_rule
-from msbert_tf.training.run_dir import write_atomically
+from msbert_tf.run_dir import write_atomically
 
 FORMATS = ("tflite", "saved_model")
 MANIFEST = "manifest.json"

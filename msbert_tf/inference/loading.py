@@ -5,8 +5,8 @@ import os
 
 from msbert_tf.data import tasks
 from msbert_tf.errors import UserInputError
-from msbert_tf.training.run_dir import RunDir
-from msbert_tf.training.trainer import build_classifier
+from msbert_tf.run_dir import RunDir
+from msbert_tf.models.build import build_classifier
 
 
 @dataclasses.dataclass

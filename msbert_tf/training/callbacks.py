@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from msbert_tf.errors import UserInputError
-from msbert_tf.training.run_dir import readable_checkpoint
+from msbert_tf.run_dir import readable_checkpoint
 
 
 class TrainingDiverged(UserInputError):

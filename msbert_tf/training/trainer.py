@@ -24,9 +24,9 @@ from absl import logging
 from msbert_tf.data import pipeline, readers, tasks
 from msbert_tf.errors import UserInputError
 from msbert_tf.losses.distill import DistillationLoss
-from msbert_tf.models.backbone import load_backbone
+from msbert_tf.models.build import build_classifier
 from msbert_tf.models.classifier import MSBertClassifier
-from msbert_tf.training import run_dir as run_dir_lib
+from msbert_tf import run_dir as run_dir_lib
 from msbert_tf.training.callbacks import LossGuard, ThroughputMeter, StageBackupAndRestore
 from msbert_tf.training.stage_models import DistillationModel, TeacherModel
 from msbert_tf.training.strategy import is_multi_worker, make_strategy, worker_name
@@ -44,22 +44,6 @@ class TrainResult:
     # Where this process wrote its weights: the run folder, or RUN/workers/<name>
     # on a worker that is not the chief.
     output_dir: str = None
-
-
-def build_classifier(config, task):
-    backbone, preprocessor = load_backbone(config.model, config.data.max_seq_length)
-    classifier = MSBertClassifier(
-        backbone,
-        num_labels=task.num_labels,
-        head=config.model.head,
-        head_dim=config.model.head_dim,
-        head_num_heads=config.model.head_num_heads,
-        head_depth=config.model.head_depth,
-        dropout=config.model.dropout,
-        teacher_pooling=config.model.teacher_pooling,
-    )
-    classifier.build()
-    return classifier, preprocessor
 
 
 def load_splits(config, task, preprocessor):
