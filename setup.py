@@ -41,6 +41,10 @@ setup(
     entry_points={
         "console_scripts": [
             "msbert-train=msbert_tf.train:run",
+            "msbert-calibrate=msbert_tf.calibrate:run",
+            "msbert-evaluate=msbert_tf.evaluate:run",
+            "msbert-predict=msbert_tf.predict:run",
+            "msbert-export=msbert_tf.export.__main__:run",
         ],
     },
 )

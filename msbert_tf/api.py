@@ -3,7 +3,7 @@
 ```python
 from msbert_tf import MSBert
 model = MSBert("runs/sst2", task="sst2", data_dir="../shared/data/glue")
-model.fit()                                   # teacher, then exit heads
+model.fit()                                   # teacher, exit heads, certified threshold
 model.predict(["a gripping, funny film"])     # label, probabilities, exit layer
 model.predict(["a gripping, funny film"], speed=0.5)
 ```
@@ -29,6 +29,8 @@ class MSBert:
         for name, value in overrides.items():
             _set_field(self.config, name, value)
         self._trained = None
+        # The certified threshold's record (exit_threshold.json), once there is one.
+        self.calibration = None
 
     @classmethod
     def load(cls, run_dir):
@@ -37,26 +39,51 @@ class MSBert:
         model = cls(run_dir, config=None)
         model._trained = load_run(run_dir)
         model.config = model._trained.config
+        model.calibration = model._trained.run.load_threshold() or None
         return model
 
     def fit(self, verbose="auto"):
+        """Both training stages, then the certified exit threshold (on the
+        rows training held out) that `predict` uses by default."""
+        from msbert_tf.inference.calibration import calibrate_after_training
         from msbert_tf.inference.loading import load_run
         from msbert_tf.training.trainer import train
 
         result = train(self.config, self.output_dir, verbose=verbose)
         self._trained = load_run(result.output_dir)
+        if result.chief:
+            self.calibration = calibrate_after_training(self._trained)
         return self
+
+    def calibrate(self, data_file=None, risk="disagreement", max_risk=0.01, confidence=0.9,
+                  uncertainty=None, top_k=2):
+        """Certifies the exit threshold on rows the model never trained on
+        (default: the rows training held out) and makes it the default of
+        `predict` and export; returns the record (`record["summary"]` says
+        it in words)."""
+        from msbert_tf.inference.calibration import calibrate_run
+
+        self._require_trained()
+        self.calibration = calibrate_run(
+            data_file=data_file, risk=risk, max_risk=max_risk, confidence=confidence,
+            uncertainty=uncertainty, top_k=top_k, trained=self._trained,
+        )
+        return self.calibration
 
     def predict(self, texts, speed=None, uncertainty=None, top_k=None):
         from msbert_tf.inference.predict import default_rule, predict_texts
 
-        if self._trained is None:
-            raise UserInputError("this model is not trained: call fit() or MSBert.load(run_dir).")
+        self._require_trained()
         one_pair = isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts)
         if isinstance(texts, str) or (self._trained.task.is_pair and one_pair):
             texts = [texts]
         rule = default_rule(self._trained, speed, uncertainty, top_k)
         return predict_texts(self._trained, texts, rule)
+
+
+    def _require_trained(self):
+        if self._trained is None:
+            raise UserInputError("this model is not trained: call fit() or MSBert.load(run_dir).")
 
 
 def _set_field(config, name, value):

@@ -37,6 +37,15 @@ class DataConfig:
     eval_batch_size: int = 64
     max_train_examples: Optional[int] = None
     max_eval_examples: Optional[int] = None
+    # Rows of the training file held out, never trained on, to calibrate the
+    # exit threshold with a guarantee (`msbert_tf.calibrate`): this fraction,
+    # at most `max_calibration_examples`, drawn at random with `seed` before
+    # `max_train_examples` applies. 0 holds nothing out.
+    calibration_fraction: float = 0.05
+    max_calibration_examples: Optional[int] = 4000
+    # Your own calibration rows instead (the task's layout, or plain text one
+    # example per line as `.txt`): then nothing is held out of training.
+    calibration_file: Optional[str] = None
     # Length buckets: batches pad only to their longest row (FINDINGS 6), or
     # with XLA to the bucket's width: few widths, few compilations.
     bucket_boundaries: tuple = (12, 20, 32)
@@ -203,6 +212,9 @@ class RunConfig:
         checks = (
             ("data.max_train_examples", d.max_train_examples, d.max_train_examples is None or d.max_train_examples >= 1, "None or at least 1"),
             ("data.max_eval_examples", d.max_eval_examples, d.max_eval_examples is None or d.max_eval_examples >= 1, "None or at least 1"),
+            ("data.calibration_fraction", d.calibration_fraction, 0 <= d.calibration_fraction < 1, "in [0, 1)"),
+            ("data.max_calibration_examples", d.max_calibration_examples,
+             d.max_calibration_examples is None or d.max_calibration_examples >= 1, "None or at least 1"),
             ("data.bucket_boundaries", d.bucket_boundaries,
              all(b > 0 for b in d.bucket_boundaries) and list(d.bucket_boundaries) == sorted(set(d.bucket_boundaries)),
              "positive and strictly increasing"),

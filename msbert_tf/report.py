@@ -62,7 +62,8 @@ def markdown(report):
         chosen = report.get("chosen")
         lines += [
             "",
-            f"Chosen (largest FLOPs speed-up within {report['max_drop']} points of the teacher): "
+            f"Dev pick (largest FLOPs speed-up within {report['max_drop']} points of the teacher on these "
+            "rows; chosen on them, so not certified for new rows): "
             + (
                 f"{_chosen(chosen)}, {chosen['metric']:.2f}, "
                 f"{chosen['flops_speedup']:.2f}x"
@@ -70,6 +71,19 @@ def markdown(report):
                 else "none"
             ),
         ]
+        if report.get("oracle_flops_speedup"):
+            reached = (
+                f"; the dev pick reaches {chosen['fraction_of_oracle']:.0%} of it"
+                if chosen and chosen.get("fraction_of_oracle") is not None else ""
+            )
+            lines += [
+                "",
+                f"Limit: an oracle exiting each row at the first exit that agrees with the full model "
+                f"runs {report['oracle_flops_speedup']:.2f}x fewer FLOPs{reached}.",
+            ]
+    if report.get("calibration"):
+        lines += ["", "## Certified threshold (the default of predict and export)", "",
+                  calibration_markdown(report["calibration"])]
     if report.get("stages"):
         lines += ["", "| stage | steps | seconds | examples/s |", "|---|---|---|---|"]
         for stage, stats in report["stages"].items():
@@ -78,6 +92,16 @@ def markdown(report):
                 f"{stats.get('examples_per_second', '')} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def calibration_markdown(record):
+    """One certified threshold (`exit_threshold.json`) in words."""
+    if not record.get("calibration_rows"):
+        return record["summary"]
+    return (
+        f"{_chosen(record)}, {record['risk']} at most {record['max_risk']:g} with confidence "
+        f"{record['confidence']:g}, on {record['rows']}: {record['summary']}"
+    )
 
 
 def tradeoff_lines(curves):

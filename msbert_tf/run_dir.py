@@ -8,6 +8,8 @@ RUN/checkpoints/<stage>/        BackupAndRestore state while a stage runs
 RUN/logs/<stage>/               TensorBoard
 RUN/stages.json                 steps, seconds, examples/s of each stage
 RUN/report.json, report.md      dev metrics per exit, stage timings
+RUN/calibration.json            training rows held out for calibration
+RUN/exit_threshold.json         the exit threshold predict and export use
 ```
 A folder is only ever continued with the config it was started with.
 """
@@ -15,10 +17,13 @@ A folder is only ever continued with the config it was started with.
 import json
 import os
 
+import numpy as np
+
+from msbert_tf.data import readers
 from msbert_tf.errors import UserInputError
 
 # Fields that change nothing already trained: a resumed run may differ here.
-RESUMABLE_FIELDS = ("data.max_eval_examples", "data.eval_batch_size", "strategy", "tpu")
+RESUMABLE_FIELDS = ("data.max_eval_examples", "data.eval_batch_size", "data.calibration_file", "strategy", "tpu")
 
 
 def _flatten(values, prefix=""):
@@ -78,6 +83,47 @@ class RunDir:
         if write:
             os.makedirs(self.path, exist_ok=True)
             write_atomically(path, config.to_json())
+
+    @property
+    def calibration_rows(self):
+        return self.file("calibration.json")
+
+    @property
+    def threshold(self):
+        return self.file("exit_threshold.json")
+
+    def save_calibration_rows(self, examples):
+        """The held-out rows themselves, so that calibrating needs no data folder."""
+        rows = {"text_a": examples.text_a, "text_b": examples.text_b, "labels": examples.labels.tolist()}
+        write_atomically(self.calibration_rows, json.dumps(rows))
+
+    def load_calibration_rows(self, task):
+        """The run's held-out calibration rows, or None if it kept none."""
+        rows = self._read_json(self.calibration_rows, "calibrate on your own rows with --data_file")
+        if rows is None:
+            return None
+        return readers.Examples(
+            text_a=rows["text_a"], text_b=rows["text_b"],
+            labels=np.asarray(rows["labels"], dtype=readers.label_dtype(task)),
+        )
+
+    def save_threshold(self, record):
+        write_atomically(self.threshold, json.dumps(record, indent=2))
+
+    def load_threshold(self):
+        """The chosen exit threshold ({} when none was chosen)."""
+        return self._read_json(self.threshold, f"run `python -m msbert_tf.calibrate --run_dir={self.path}` again") or {}
+
+    def _read_json(self, path, fix):
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserInputError(
+                f"{path} is corrupt ({str(e).splitlines()[0]}): delete it and {fix}."
+            ) from None
 
     def load_stages(self):
         """Timings of the stages finished so far (kept across resumes)."""

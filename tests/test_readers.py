@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 
 from msbert_tf.data import readers, tasks
@@ -246,3 +248,31 @@ def test_custom_tsv_keeps_quotes_as_text(tmp_path):
 def test_tasks_without_a_tfds_source_say_so():
     with pytest.raises(UserInputError, match="trec50 has no TFDS source"):
         readers.read_split(tasks.get_task("trec50"), "train", None)
+
+
+def test_hold_out_draws_disjoint_rows_and_keeps_the_files_order():
+    examples = readers.Examples(text_a=[f"t{i}" for i in range(100)], labels=np.arange(100))
+    rest, held = readers.hold_out(examples, 0.1, None, seed=3)
+    assert len(held) == 10 and len(rest) == 90
+    assert not set(rest.text_a) & set(held.text_a)
+    assert rest.labels.tolist() == sorted(rest.labels.tolist())
+    # The same seed draws the same rows; another seed others; the cap applies.
+    assert readers.hold_out(examples, 0.1, None, seed=3)[1].text_a == held.text_a
+    assert readers.hold_out(examples, 0.1, None, seed=4)[1].text_a != held.text_a
+    assert len(readers.hold_out(examples, 0.1, 4, seed=3)[1]) == 4
+    assert readers.hold_out(examples, 0.0, None, seed=3) == (examples, None)
+
+
+def test_plain_text_rows_one_per_line(tmp_path):
+    path = tmp_path / "rows.txt"
+    path.write_text("a fine film\nno good\n")
+    assert readers.read_texts(SST2, str(path)).text_a == ["a fine film", "no good"]
+    path.write_text("He left.\tHe went away.\n")
+    pair = readers.read_texts(tasks.get_task("mrpc"), str(path))
+    assert (pair.text_a, pair.text_b) == (["He left."], ["He went away."])
+    path.write_text("one\n\nthree\n")
+    with pytest.raises(UserInputError, match="line 2: expected a text"):
+        readers.read_texts(SST2, str(path))
+    path.write_text("no tab here\n")
+    with pytest.raises(UserInputError, match="line 1: expected two texts with one tab"):
+        readers.read_texts(tasks.get_task("mrpc"), str(path))

@@ -27,7 +27,7 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
         "--config=configs/sst2.json", f"--data_dir={glue_dir}", f"--output_dir={out}",
         "--max_train_examples=480", "--max_eval_examples=200", "--teacher_epochs=2",
         "--distill_epochs=2", "--learning_rate=1e-4", "--nojit_compile",
-        "--speeds=0,0.3,0.6,1", "--timing_examples=0",
+        "--speeds=0,0.3,0.6,1", "--timing_examples=0", "--max_calibration_examples=600",
     ]
     done = _train(*args)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -47,8 +47,23 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     assert sweep[1.0]["metric"] == report["dev"]["exits"][0] and sweep[1.0]["mean_exit_layer"] == 1
     assert sweep[1.0]["flops_speedup"] > 4
     assert (out / "report_tradeoff.png").stat().st_size > 10_000
-    chosen = json.loads((out / "exit_threshold.json").read_text())
-    assert chosen["metric"] >= report["dev"]["teacher"] - 0.5
+    assert report["chosen"]["metric"] >= report["dev"]["teacher"] - 0.5
+    # The default threshold is certified on the 600 training rows held out,
+    # none of which were trained on; predict uses it.
+    certified = json.loads((out / "exit_threshold.json").read_text())
+    assert certified == report["calibration"]
+    assert certified["calibration_rows"] == 600 and certified["certified"] is True
+    assert certified["risk_upper_bound"] >= certified["empirical_risk"]
+    assert certified["oracle_flops_speedup"] >= certified["flops_speedup"]
+    held = json.loads((out / "calibration.json").read_text())["text_a"]
+    every = readers.read_split(tasks.get_task("sst2"), "train", glue_dir)
+    assert held == readers.hold_out(every, 0.05, 600, seed=42)[1].text_a
+    from msbert_tf import MSBert
+
+    model = MSBert.load(str(out))
+    dev200 = readers.read_split(tasks.get_task("sst2"), "dev", glue_dir).take(200)
+    assert model.predict(dev200.text_a[:20]) == model.predict(dev200.text_a[:20], speed=certified["speed"])
+    assert "Certified threshold" in (out / "report.md").read_text()
     # A second run with the same command finds both stages done.
     again = _train(*args)
     assert again.returncode == 0

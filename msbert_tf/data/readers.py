@@ -49,6 +49,28 @@ class Examples:
             text_b=None if self.text_b is None else self.text_b[:n],
         )
 
+    def select(self, indices):
+        """The examples at `indices`, in that order."""
+        return Examples(
+            text_a=[self.text_a[i] for i in indices],
+            labels=self.labels[indices],
+            text_b=None if self.text_b is None else [self.text_b[i] for i in indices],
+        )
+
+
+def hold_out(examples, fraction, max_rows, seed):
+    """(rest, held): `fraction` of the rows, at most `max_rows`, drawn at random
+    with `seed`; `rest` keeps the file's order. `held` is None when nothing is
+    held out."""
+    count = int(round(fraction * len(examples)))
+    if max_rows is not None:
+        count = min(count, max_rows)
+    if count == 0:
+        return examples, None
+    held = np.sort(np.random.default_rng(seed).choice(len(examples), size=count, replace=False))
+    keep = np.setdiff1d(np.arange(len(examples)), held)
+    return examples.select(keep), examples.select(held)
+
 
 def read_split(task, split, data_dir=None):
     """Reads `split` ("train" or "dev") from `data_dir`, or TFDS when None."""
@@ -77,6 +99,30 @@ def read_file(task, path, split_is_train=False):
     if task.file_format == "custom":
         return read_custom(task, path)
     return read_glue_tsv(task, path)
+
+
+def read_texts(task, path):
+    """Unlabelled rows: plain UTF-8 text, one example per line; for a pair
+    task a tab separates the two texts. Labels are zeros (there are none)."""
+    if not os.path.isfile(path):
+        raise UserInputError(f"{path} does not exist: give a text file, one example per line.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+    text_a, text_b = [], []
+    for number, line in enumerate(lines, start=1):
+        parts = line.split("\t") if task.is_pair else [line]
+        if len(parts) != (2 if task.is_pair else 1) or not all(p.strip() for p in parts):
+            wanted = "two texts with one tab between them" if task.is_pair else "a text"
+            raise UserInputError(f"{path}, line {number}: expected {wanted}, got {line!r}.")
+        text_a.append(parts[0].strip())
+        if task.is_pair:
+            text_b.append(parts[1].strip())
+    return Examples(
+        text_a=text_a, labels=np.zeros(len(text_a), label_dtype(task)), text_b=text_b if task.is_pair else None
+    )
 
 
 def _layout(task):

@@ -38,5 +38,9 @@ def main(argv):
         print(path)
 
 
-if __name__ == "__main__":
+def run():
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

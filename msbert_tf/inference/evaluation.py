@@ -4,8 +4,13 @@ the threshold sweep with FLOPs and wall-clock speed-ups, and the chosen speed.
 
 import numpy as np
 
-from msbert_tf.inference.exit_metrics import exit_metrics
-from msbert_tf.inference.sweep import WallClock, choose_speed, sweep
+import tensorflow as tf
+
+from msbert_tf.inference import flops
+from msbert_tf.inference.calibration import oracle_exit_layers
+from msbert_tf.inference.early_exit import exit_outputs
+from msbert_tf.inference.exit_metrics import exit_logits, exit_metrics
+from msbert_tf.inference.sweep import WallClock, choose_speed, flops_speedup, sweep
 from msbert_tf.inference.uncertainty import ExitRule
 
 DEFAULT_SPEEDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
@@ -38,12 +43,20 @@ def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=
     Wall clock is timed at batch 1 on the first `timing_examples` rows and at
     batch 32 on all; `timing_examples=0` skips timing.
     """
-    per_exit = exit_metrics(classifier, split, batch_size, metrics)
-    points = sweep(classifier, split, rules, batch_size, metric=metrics[0])
+    logits = exit_logits(classifier, split, batch_size)
+    per_exit = exit_metrics(classifier, split, batch_size, metrics, logits=logits)
+    probs = np.asarray(exit_outputs(tf.constant(logits)))
+    points = sweep(classifier, split, rules, batch_size, metric=metrics[0], probs=probs)
+    # The limit of any exit rule: each row leaves at the first exit that
+    # agrees with the full model.
+    oracle = round(flops_speedup(oracle_exit_layers(probs), split.lengths, flops.model_spec(classifier)), 3)
     if timing_examples:
         for timing_batch, limit in ((1, timing_examples), (32, None)):
             clock = WallClock(classifier, split, timing_batch, max_examples=limit)
             for rule, point in zip(rules, points):
                 point[f"wall_clock_speedup_batch{timing_batch}"] = round(clock.speedup(rule), 3)
     chosen = choose_speed(points, per_exit["teacher"], max_drop)
-    return {"dev": per_exit, "sweep": points, "max_drop": max_drop, "chosen": chosen}
+    if chosen:
+        chosen = {**chosen, "fraction_of_oracle": round(chosen["flops_speedup"] / oracle, 3)}
+    return {"dev": per_exit, "sweep": points, "max_drop": max_drop, "chosen": chosen,
+            "oracle_flops_speedup": oracle}

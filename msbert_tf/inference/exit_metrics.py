@@ -20,9 +20,11 @@ def exit_logits(classifier, split, batch_size):
     return np.concatenate([np.asarray(classifier(x)) for x in dataset])
 
 
-def exit_metrics(classifier, split, batch_size, metrics=("accuracy",)):
-    """The first of `metrics` drives sweeps and threshold choice; all are reported."""
-    predictions = predictions_of(exit_logits(classifier, split, batch_size))
+def exit_metrics(classifier, split, batch_size, metrics=("accuracy",), logits=None):
+    """The first of `metrics` drives sweeps and threshold choice; all are
+    reported. `logits`: the split's `exit_logits`, when already computed."""
+    logits = exit_logits(classifier, split, batch_size) if logits is None else logits
+    predictions = predictions_of(logits)
     every = {
         name: [score(name, split.labels, predictions[:, i]) for i in range(predictions.shape[1])]
         for name in metrics

@@ -9,9 +9,6 @@ predict_texts(load_run("runs/mrpc"), [("He left.", "He went away.")], rule)
 ```
 """
 
-import json
-import os
-
 import numpy as np
 
 from msbert_tf.data import pipeline
@@ -24,11 +21,7 @@ from msbert_tf.inference.uncertainty import ExitRule
 
 def default_rule(trained, speed=None, uncertainty=None, top_k=None):
     """The run's chosen threshold (exit_threshold.json), with any override."""
-    path = trained.run.file("exit_threshold.json")
-    chosen = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            chosen = json.load(f)
+    chosen = trained.run.load_threshold()
     if uncertainty and chosen and uncertainty != chosen.get("uncertainty") and speed is None:
         raise UserInputError(
             f"the run's threshold was chosen for the {chosen.get('uncertainty')} rule; "

@@ -29,8 +29,10 @@ def flops_speedup(exit_layers, lengths, spec):
     return full / path
 
 
-def sweep(classifier, split, rules, batch_size=64, metric="accuracy"):
-    probs = np.asarray(exit_outputs(tf.constant(exit_logits(classifier, split, batch_size))))
+def sweep(classifier, split, rules, batch_size=64, metric="accuracy", probs=None):
+    """One point per rule; `probs`: every exit's outputs on `split`, when already computed."""
+    if probs is None:
+        probs = np.asarray(exit_outputs(tf.constant(exit_logits(classifier, split, batch_size))))
     spec = flops.model_spec(classifier)
     lengths = split.lengths
     points = []

@@ -47,16 +47,26 @@ class TrainResult:
 
 
 def load_splits(config, task, preprocessor):
+    """Encoded train and dev splits, and the calibration rows held out of
+    training (raw examples; None with a calibration file or fraction 0)."""
     data = config.data
-    train_examples = readers.read_split(task, "train", data.data_dir).take(data.max_train_examples)
+    fraction = 0.0 if data.calibration_file else data.calibration_fraction
+    train_examples, calibration = readers.hold_out(
+        readers.read_split(task, "train", data.data_dir), fraction, data.max_calibration_examples, config.seed
+    )
+    train_examples = train_examples.take(data.max_train_examples)
     dev_examples = readers.read_split(task, "dev", data.data_dir).take(data.max_eval_examples)
     for name, examples in (("training", train_examples), ("dev", dev_examples)):
         if len(examples) == 0:
             raise UserInputError(f"the {task.name} {name} data has no rows: check the file.")
-    logging.info("%s: %d train and %d dev examples.", task.name, len(train_examples), len(dev_examples))
+    logging.info(
+        "%s: %d train, %d dev and %d held-out calibration examples.",
+        task.name, len(train_examples), len(dev_examples), 0 if calibration is None else len(calibration),
+    )
     return (
         pipeline.encode(train_examples, preprocessor, name=f"{task.name} train"),
         pipeline.encode(dev_examples, preprocessor, name=f"{task.name} dev"),
+        calibration,
     )
 
 
@@ -138,7 +148,8 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out,
 
 
 # Settings that make two teachers the same; the heads and stage 2 may differ.
-TEACHER_FIELDS = ("data.task", "data.data_dir", "data.train_file", "data.text_column",
+TEACHER_FIELDS = ("data.task", "data.data_dir", "data.train_file", "data.calibration_fraction",
+                  "data.max_calibration_examples", "data.calibration_file", "data.text_column",
                   "data.text_pair_column", "data.label_column", "data.label_names", "data.max_seq_length", "data.batch_size", "data.max_train_examples",
                   "data.bucket_boundaries", "model.backbone", "model.gelu",
                   "model.num_layers", "model.strip_accents", "model.dropout", "model.random_backbone",
@@ -200,7 +211,9 @@ def train(config, output_dir, verbose="auto"):
 
 def _train_stages(config, task, run, out, verbose):
     classifier, preprocessor = build_classifier(config, task)
-    train_split, dev_split = load_splits(config, task, preprocessor)
+    train_split, dev_split, calibration = load_splits(config, task, preprocessor)
+    if calibration is not None and out is run:
+        run.save_calibration_rows(calibration)
     stages = run.load_stages()
     if os.path.exists(run.model_weights):
         classifier.load_weights(run.model_weights)

@@ -1,0 +1,177 @@
+"""Does the certified threshold keep its promise on rows it was not chosen on?
+
+    python benchmarks/calibration_splits.py --run_dir=runs/sst2 \
+        --dev_file=../shared/data/glue/SST-2/dev.tsv [--splits=20] [--sizes=500,1000,2000,4000]
+
+Every exit's outputs are computed once on the run's held-out training rows
+(its calibration slice, never trained on) and on `--dev_file`. Then:
+
+1. halves: 20 random splits of the held-out rows into calibration and test
+   halves; calibrate on one, read the other: how often the test risk is
+   above `max_risk` (the guarantee allows `1 - confidence` of the time),
+   the FLOPs speed-up, and the same for the uncertified pick (the largest
+   speed whose accuracy on the calibration half is within `100 max_risk`
+   points of the full model's: what `--max_drop` does on dev).
+2. sizes: calibration sets of each size drawn from the held-out rows, read
+   on the rest: how the speed-up grows with the number of rows.
+3. transfer: calibrated on held-out training rows, read on `--dev_file`
+   (for SST-2: phrases of every length against whole sentences).
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from msbert_tf.data import pipeline, readers  # noqa: E402
+from msbert_tf.inference import flops  # noqa: E402
+from msbert_tf.inference.calibration import calibrate, oracle_exit_layers, row_losses  # noqa: E402
+from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate  # noqa: E402
+from msbert_tf.inference.exit_metrics import exit_logits  # noqa: E402
+from msbert_tf.inference.loading import load_run  # noqa: E402
+from msbert_tf.inference.sweep import flops_speedup  # noqa: E402
+from msbert_tf.inference.uncertainty import ExitRule  # noqa: E402
+
+flags.DEFINE_string("run_dir", None, "A finished run with held-out calibration rows.")
+flags.DEFINE_string("dev_file", None, "Labelled rows of the task read as a second test set.")
+flags.DEFINE_integer("splits", 20, "Random splits per study.")
+flags.DEFINE_list("sizes", ["500", "1000", "2000", "4000"], "Calibration set sizes.")
+flags.DEFINE_float("max_risk", 0.01, "Disagreement bound.")
+flags.DEFINE_float("confidence", 0.9, "Confidence of the bound.")
+flags.DEFINE_string("uncertainty", None, "Exit rule (default: the task's).")
+flags.DEFINE_string("output", None, "Where to write the numbers (JSON).")
+FLAGS = flags.FLAGS
+
+
+class Rows:
+    """Every exit's outputs, labels and lengths of a set of rows."""
+
+    def __init__(self, trained, examples):
+        split = pipeline.encode(examples, trained.preprocessor, name="rows")
+        logits = exit_logits(trained.classifier, split, 128)
+        self.probs = np.asarray(exit_outputs(tf.constant(logits)))
+        self.labels, self.lengths = split.labels, split.lengths
+
+    def take(self, index):
+        other = object.__new__(Rows)
+        other.probs, other.labels, other.lengths = self.probs[index], self.labels[index], self.lengths[index]
+        return other
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def read(rows, rule, spec):
+    """(disagreement, accuracy drop in points, FLOPs speed-up) of `rule` on `rows`."""
+    result = simulate(rows.probs, rule)
+    disagreement = float(np.mean(row_losses(rows.probs, result.probs, "disagreement")))
+    full = predictions_of(rows.probs[:, -1])
+    drop = 100 * (np.mean(full == rows.labels) - np.mean(result.labels == rows.labels))
+    return disagreement, float(drop), flops_speedup(result.exit_layers, rows.lengths, spec)
+
+
+def dev_pick(rows, uncertainty, points):
+    """The uncertified pick: the largest speed within `points` of the full model's accuracy."""
+    full = np.mean(predictions_of(rows.probs[:, -1]) == rows.labels)
+    best = 0.0
+    for speed in np.linspace(0, 1, 201):
+        labels = simulate(rows.probs, ExitRule(uncertainty, speed=float(speed))).labels
+        if 100 * (full - np.mean(labels == rows.labels)) <= points:
+            best = float(speed)
+    return ExitRule(uncertainty, speed=best)
+
+
+def certified_rule(rows, uncertainty, spec):
+    record = calibrate(rows.probs, rows.lengths, spec, max_risk=FLAGS.max_risk,
+                       confidence=FLAGS.confidence, uncertainty=uncertainty)
+    return ExitRule(uncertainty, speed=record["speed"])
+
+
+def summary(values):
+    values = np.asarray(values, float)
+    return {"mean": round(float(values.mean()), 4), "sd": round(float(values.std(ddof=1)), 4),
+            "min": round(float(values.min()), 4), "max": round(float(values.max()), 4)}
+
+
+def main(argv):
+    del argv
+    trained = load_run(FLAGS.run_dir)
+    uncertainty = FLAGS.uncertainty or "entropy"
+    spec = flops.model_spec(trained.classifier)
+    pool = Rows(trained, trained.run.load_calibration_rows(trained.task))
+    dev = Rows(trained, readers.read_file(trained.task, FLAGS.dev_file)) if FLAGS.dev_file else None
+    rng = np.random.default_rng(0)
+    out = {"run_dir": FLAGS.run_dir, "task": trained.task.name, "held_out_rows": len(pool),
+           "max_risk": FLAGS.max_risk, "confidence": FLAGS.confidence, "uncertainty": uncertainty,
+           "oracle_held_out": round(flops_speedup(oracle_exit_layers(pool.probs), pool.lengths, spec), 3)}
+    if dev is not None:
+        out["oracle_dev"] = round(flops_speedup(oracle_exit_layers(dev.probs), dev.lengths, spec), 3)
+
+    halves = {"certified": [], "dev_pick": []}
+    for _ in range(FLAGS.splits):
+        order = rng.permutation(len(pool))
+        cal, test = pool.take(order[: len(pool) // 2]), pool.take(order[len(pool) // 2:])
+        for name, rule in (("certified", certified_rule(cal, uncertainty, spec)),
+                           ("dev_pick", dev_pick(cal, uncertainty, 100 * FLAGS.max_risk))):
+            halves[name].append((rule.speed, *read(test, rule, spec)))
+    out["halves"] = {
+        name: {
+            "calibration_rows": len(pool) // 2,
+            "speed": summary([r[0] for r in rows]),
+            "test_disagreement": summary([r[1] for r in rows]),
+            "test_accuracy_drop_points": summary([r[2] for r in rows]),
+            "flops_speedup": summary([r[3] for r in rows]),
+            # Certified: disagreement above max_risk; dev pick: its own promise, accuracy.
+            "violation_frequency": float(np.mean(
+                [(r[1] if name == "certified" else r[2] / 100) > FLAGS.max_risk for r in rows])),
+        }
+        for name, rows in halves.items()
+    }
+    out["sizes"] = {}
+    for size in (int(s) for s in FLAGS.sizes):
+        if size >= len(pool):
+            continue
+        rows = []
+        for _ in range(FLAGS.splits):
+            order = rng.permutation(len(pool))
+            rule = certified_rule(pool.take(order[:size]), uncertainty, spec)
+            test = read(pool.take(order[size:]), rule, spec)
+            on_dev = read(dev, rule, spec) if dev is not None else (np.nan,) * 3
+            rows.append((rule.speed, *test, *on_dev))
+        out["sizes"][size] = {
+            "flops_speedup_held_out": summary([r[3] for r in rows]),
+            "violation_frequency_held_out": float(np.mean([r[1] > FLAGS.max_risk for r in rows])),
+            "flops_speedup_dev": summary([r[6] for r in rows]),
+            "dev_disagreement": summary([r[4] for r in rows]),
+            "violation_frequency_dev": float(np.mean([r[4] > FLAGS.max_risk for r in rows])),
+        }
+    out["machine"] = {"platform": platform.platform(), "cpu": _cpu()}
+    out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    text = json.dumps(out, indent=2)
+    print(text)
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            f.write(text)
+
+
+def _cpu():
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    except OSError:
+        return "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), "unknown")
+    flag_line = next((line for line in lines if line.startswith("Flags")), "")
+    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if f in flag_line.split()]
+    return f"{model} ({' '.join(wanted)})"
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("run_dir")
+    app.run(main)

@@ -1,0 +1,236 @@
+"""Exit thresholds with a stated guarantee, calibrated on rows the model
+never trained on.
+
+Two risks, per example: `disagreement` (label-free: the early-exit label
+differs from the full model's; for regression the values differ by more
+than `disagreement_tolerance`) and `accuracy_drop` (labelled: the full model
+is right and the exit is wrong). The threshold is the fastest of a fixed,
+one-parameter family (the rule's speed, or the patience) that
+`risk_control.fixed_sequence` certifies: with probability at least
+`confidence`, the risk on new rows like the calibration rows is at most
+`max_risk`. A 1% disagreement bound also bounds the accuracy loss by 1 point.
+
+```python
+record = calibrate_run("runs/sst2")          # the run's held-out slice
+record["speed"], record["summary"]
+calibrate_run("runs/sst2", data_file="more_rows.txt", max_risk=0.02)
+```
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from msbert_tf.data import pipeline, readers
+from msbert_tf.errors import UserInputError
+from msbert_tf.inference import flops, risk_control
+from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate
+from msbert_tf.inference.exit_metrics import exit_logits
+from msbert_tf.inference.sweep import flops_speedup
+from msbert_tf.inference.uncertainty import ExitRule
+
+RISKS = ("disagreement", "accuracy_drop")
+DEFAULT_RISK = "disagreement"
+DEFAULT_MAX_RISK = 0.01
+DEFAULT_CONFIDENCE = 0.9
+# Regression: two values disagree when further apart than this (score points).
+DEFAULT_DISAGREEMENT_TOLERANCE = 0.25
+# The family tested, safest first: entropy / top-K speeds on a 0.005 grid
+# (a finer grid costs fixed-sequence testing nothing in validity) ...
+SPEEDS = tuple(round(s, 3) for s in np.linspace(0.0, 1.0, 201))
+# ... or patience from L - 2 down to 1, for regression at each of these
+# agreement tolerances (ascending) in turn.
+PATIENCE_TOLERANCES = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def candidates(uncertainty, num_layers, top_k=2, regression=False):
+    """The thresholds tested, in the order tested: safest (the full model) first."""
+    if uncertainty == "patience":
+        tolerances = PATIENCE_TOLERANCES if regression else (0.0,)
+        return [
+            ExitRule("patience", patience=p, tolerance=t)
+            for p in range(max(num_layers - 2, 1), 0, -1)
+            for t in tolerances
+        ]
+    return [ExitRule(uncertainty, speed=s, top_k=top_k) for s in SPEEDS]
+
+
+def row_losses(probs, exit_probs, risk, labels=None, disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE):
+    """Per row: does the early exit (`exit_probs`, B x N) suffer the risk
+    against the full model (`probs[:, -1]`)?"""
+    full, early = predictions_of(probs[:, -1]), predictions_of(exit_probs)
+    if risk == "disagreement":
+        if probs.shape[-1] == 1:
+            return np.abs(early.astype(np.float64) - full) > disagreement_tolerance
+        return early != full
+    return (full == labels) & (early != labels)
+
+
+def oracle_exit_layers(probs, disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE):
+    """1-based: each row leaves at the first exit that agrees with the full
+    model (the limit of any exit rule at zero disagreement)."""
+    predictions = predictions_of(probs)
+    if probs.shape[-1] == 1:
+        agree = np.abs(predictions - predictions[:, -1:]) <= disagreement_tolerance
+    else:
+        agree = predictions == predictions[:, -1:]
+    return agree.argmax(axis=1) + 1
+
+
+def _check(risk, labelled, regression):
+    if risk not in RISKS:
+        raise UserInputError(f"risk {risk!r} is not one of {', '.join(RISKS)}.")
+    if risk == "accuracy_drop" and regression:
+        raise UserInputError("risk accuracy_drop needs class labels; a regression task calibrates --risk=disagreement.")
+    if risk == "accuracy_drop" and not labelled:
+        raise UserInputError(
+            "risk accuracy_drop needs labelled rows and these have none: give a labelled file "
+            "in the task's layout, or use --risk=disagreement (no labels needed)."
+        )
+
+
+def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
+              confidence=DEFAULT_CONFIDENCE, uncertainty="entropy", top_k=2, labels=None,
+              disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE):
+    """The certified threshold for every exit's outputs `probs` (B x L x N) on
+    the calibration rows, as the record `exit_threshold.json` holds."""
+    probs = np.asarray(probs)
+    regression = probs.shape[-1] == 1
+    _check(risk, labels is not None, regression)
+    risk_control.check_levels(max_risk, confidence)
+    rules = [r.validate(probs.shape[-1]) for r in candidates(uncertainty, probs.shape[1], top_k, regression)]
+    results = [simulate(probs, rule) for rule in rules]
+    losses = np.stack([row_losses(probs, r.probs, risk, labels, disagreement_tolerance) for r in results])
+    certified = risk_control.fixed_sequence(losses, max_risk, confidence)
+    # Nothing certified, not even the safest: run the whole model.
+    index = max(certified.chosen, 0)
+    rule, result, n = rules[index], results[index], len(lengths)
+    errors = int(losses[index].sum())
+    speedup = flops_speedup(result.exit_layers, lengths, spec)
+    oracle = flops_speedup(oracle_exit_layers(probs, disagreement_tolerance), lengths, spec)
+    record = {
+        "uncertainty": rule.kind,
+        "speed": rule.speed if certified.chosen >= 0 else 0.0,
+        "top_k": rule.top_k if rule.kind == "topk" else None,
+        "patience": rule.patience if rule.kind == "patience" else None,
+        "tolerance": rule.tolerance if rule.kind == "patience" and regression else None,
+        "certified": certified.chosen >= 0,
+        "risk": risk,
+        "max_risk": max_risk,
+        "confidence": confidence,
+        "calibration_rows": n,
+        "empirical_risk": round(errors / n, 5),
+        "risk_upper_bound": round(risk_control.upper_bound(errors, n, confidence), 5),
+        "candidates_tested": len(certified.p_values),
+        "flops_speedup": round(speedup, 3),
+        "exits_before_last": round(float(np.mean(result.exit_layers < probs.shape[1])), 4),
+        "mean_exit_layer": round(float(result.exit_layers.mean()), 3),
+        "oracle_flops_speedup": round(oracle, 3),
+        "fraction_of_oracle": round(speedup / oracle, 3),
+    }
+    if regression:
+        record["disagreement_tolerance"] = disagreement_tolerance
+    return record
+
+
+def summary(record, rows="the calibration set"):
+    """The record in words a user can act on."""
+    what = {
+        "disagreement": "disagrees with the full model",
+        "accuracy_drop": "is wrong where the full model is right",
+    }[record["risk"]]
+    if not record["certified"]:
+        return (
+            f"nothing faster than the full model could be certified at a {record['risk']} of "
+            f"{record['max_risk']:.1%} with {record['confidence']:.0%} confidence on "
+            f"{record['calibration_rows']:,} rows: every input runs all layers."
+        )
+    oracle = (
+        f" The limit, an oracle that lets each input leave at the first exit agreeing with the full "
+        f"model, is {record['oracle_flops_speedup']:.2f}x: this threshold reaches {record['fraction_of_oracle']:.0%} of it."
+    )
+    return (
+        f"exits before the last layer on {record['exits_before_last']:.0%} of inputs "
+        f"({record['flops_speedup']:.2f}x fewer FLOPs); with {record['confidence']:.0%} confidence "
+        f"{what} on at most {record['max_risk']:.1%} of inputs like {rows} "
+        f"({record['empirical_risk']:.1%} measured on {record['calibration_rows']:,} held-out rows)." + oracle
+    )
+
+
+def read_rows(task, path):
+    """(examples, labelled): a file in the task's layout, or plain text
+    (`.txt`, one example per line, a tab between a pair's texts)."""
+    if path.endswith(".txt"):
+        return readers.read_texts(task, path), False
+    return readers.read_file(task, path), True
+
+
+def calibration_rows(trained, data_file=None):
+    """(examples, labelled, where they come from) for `trained`'s run."""
+    data_file = data_file or trained.config.data.calibration_file
+    if data_file:
+        examples, labelled = read_rows(trained.task, data_file)
+        where = data_file
+    else:
+        examples = trained.run.load_calibration_rows(trained.task)
+        if examples is None:
+            raise risk_control.TooFewRows(
+                f"{trained.run.path} holds no calibration rows (trained with calibration_fraction 0 or "
+                "before they were held out): pass --data_file=<rows the model never trained on>."
+            )
+        labelled = True
+        where = "the training rows held out of this run"
+    if len(examples) == 0:
+        raise UserInputError(f"{data_file or trained.run.calibration_rows} has no rows to calibrate on.")
+    return examples, labelled, where
+
+
+def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
+                  confidence=DEFAULT_CONFIDENCE, uncertainty=None, top_k=2,
+                  disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE, trained=None, save=True):
+    """Certifies a threshold for a run folder (or an already loaded
+    `trained` run) and writes it to `RUN/exit_threshold.json`, the default of
+    predict, export and the SavedModel. Returns the record."""
+    from msbert_tf.inference.evaluation import default_uncertainty
+    from msbert_tf.inference.loading import load_run
+
+    # Levels and rule first: a bad one is refused before any model runs.
+    risk_control.check_levels(max_risk, confidence)
+    trained = trained or load_run(run_dir)
+    uncertainty = uncertainty or default_uncertainty(trained.task)
+    ExitRule(uncertainty, top_k=top_k).validate(trained.classifier.num_labels)
+    examples, labelled, where = calibration_rows(trained, data_file)
+    _check(risk, labelled, trained.task.regression)
+    split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(where))
+    logits = exit_logits(trained.classifier, split, trained.config.data.eval_batch_size)
+    probs = np.asarray(exit_outputs(tf.constant(logits)))
+    record = calibrate(
+        probs, split.lengths, flops.model_spec(trained.classifier), risk, max_risk, confidence,
+        uncertainty, top_k, split.labels if labelled else None, disagreement_tolerance,
+    )
+    record["rows"] = where
+    record["summary"] = summary(record, f"{where}")
+    if save:
+        trained.run.save_threshold(record)
+    return record
+
+
+def calibrate_after_training(trained):
+    """Training's last step: the certified threshold at the defaults. Too few
+    held-out rows (a small or custom run) are not a failure of the training:
+    the run then keeps the full model, and says why."""
+    try:
+        return calibrate_run(trained=trained)
+    except risk_control.TooFewRows as e:
+        from msbert_tf.inference.evaluation import default_uncertainty
+
+        record = {
+            "uncertainty": default_uncertainty(trained.task), "speed": 0.0, "top_k": None, "patience": None,
+            "tolerance": None, "certified": False, "risk": DEFAULT_RISK, "max_risk": DEFAULT_MAX_RISK,
+            "confidence": DEFAULT_CONFIDENCE,
+            "summary": f"no certified threshold: {e} Every input runs all layers until "
+                       f"`python -m msbert_tf.calibrate --run_dir={trained.run.path} --data_file=...` finds one.",
+        }
+        trained.run.save_threshold(record)
+        return record

@@ -1,0 +1,162 @@
+"""Certified exit thresholds: the guarantee on synthetic exits with a known
+risk curve, the order of the tests, the degenerate cases and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from msbert_tf.errors import UserInputError
+from msbert_tf.inference import risk_control
+from msbert_tf.inference.calibration import calibrate, candidates, oracle_exit_layers
+from msbert_tf.inference.early_exit import simulate
+from msbert_tf.inference.uncertainty import entropy
+
+MAX_RISK, CONFIDENCE = 0.05, 0.9
+SPEC = {"num_layers": 2, "hidden": 8, "intermediate": 16, "head": "mlp", "head_dim": 4,
+        "num_labels": 2, "head_depth": 1}
+
+
+def _exits(n, rng):
+    """Two layers: the full model always says class 0; exit 1 is sure to a
+    degree u ~ U(0, 1) (entropy rises with u) and says class 1 with
+    probability 0.2 u, so the disagreement risk at speed s is known."""
+    u = rng.uniform(0.02, 0.98, n)
+    p = 0.5 + 0.5 * (1 - u)  # the exit's top probability: 1 at u=0, 0.5 at u=1
+    wrong = rng.uniform(size=n) < 0.2 * u
+    top, other = np.where(wrong, 1, 0), np.where(wrong, 0, 1)
+    probs = np.zeros((n, 2, 2))
+    probs[np.arange(n), 0, top] = p
+    probs[np.arange(n), 0, other] = 1 - p
+    probs[:, 1, 0] = 1.0
+    return probs
+
+
+def _true_risk(speed):
+    """P(exit 1 taken and wrong): u below the entropy level of `speed`."""
+    grid = np.linspace(0.02, 0.98, 200_001)
+    p = 0.5 + 0.5 * (1 - grid)
+    exits = entropy(np.stack([p, 1 - p], axis=-1)) <= speed
+    return float(np.mean(exits * 0.2 * grid))
+
+
+def test_violations_stay_under_one_minus_confidence():
+    rng = np.random.default_rng(0)
+    draws, chosen = 200, []
+    for _ in range(draws):
+        probs = _exits(400, rng)
+        record = calibrate(probs, np.full(400, 8), SPEC, max_risk=MAX_RISK, confidence=CONFIDENCE)
+        chosen.append(record["speed"])
+    risks = np.array([_true_risk(s) for s in set(chosen)])
+    true = dict(zip(set(chosen), risks))
+    violations = np.mean([true[s] > MAX_RISK for s in chosen])
+    # 1 - confidence, plus three binomial standard deviations of slack.
+    assert violations <= 0.1 + 3 * np.sqrt(0.1 * 0.9 / draws), violations
+    # And not by certifying nothing: the thresholds chosen are near the edge.
+    assert np.mean([true[s] for s in chosen]) > 0.6 * MAX_RISK
+
+
+def test_the_dev_style_pick_would_violate_far_more_often():
+    """The uncertified pick (largest speed with empirical risk <= max_risk)
+    on the same draws: what the certified procedure is protecting against."""
+    rng = np.random.default_rng(1)
+    speeds = np.array([r.speed for r in candidates("entropy", 2)])
+    violations = 0
+    for _ in range(100):
+        probs = _exits(400, rng)
+        risks = [np.mean(simulate(probs, r).labels != 0) for r in candidates("entropy", 2)]
+        pick = speeds[np.flatnonzero(np.array(risks) <= MAX_RISK).max()]
+        violations += _true_risk(pick) > MAX_RISK
+    assert violations / 100 > 0.3
+
+
+def test_the_first_failure_stops_the_sequence():
+    n = 1000
+    losses = np.zeros((4, n), bool)
+    losses[1, :100] = True  # 10%: fails
+    # Candidates 2 and 3 would pass, but come after a failure.
+    result = risk_control.fixed_sequence(losses, MAX_RISK, CONFIDENCE)
+    assert result.chosen == 0 and len(result.p_values) == 2
+    assert result.p_values[0] <= 0.1 < result.p_values[1]
+
+
+def test_nothing_certified_runs_the_full_model():
+    probs = _exits(300, np.random.default_rng(2))
+    # Every exit, even at speed 0, disagrees: make exit 1 always sure and wrong.
+    probs[:, 0] = [0.0, 1.0]
+    record = calibrate(probs, np.full(300, 8), SPEC, max_risk=MAX_RISK, confidence=CONFIDENCE)
+    assert record["certified"] is False and record["speed"] == 0.0
+    assert record["candidates_tested"] == 1
+
+
+def test_too_few_rows_are_refused_with_the_minimum():
+    needed = risk_control.min_calibration_rows(0.01, 0.9)
+    assert needed == 230  # 0.99^230 < 0.1 < 0.99^229
+    with pytest.raises(risk_control.TooFewRows, match="needs at least 230 rows"):
+        risk_control.fixed_sequence(np.zeros((3, 229), bool), 0.01, 0.9)
+    assert risk_control.fixed_sequence(np.zeros((3, 230), bool), 0.01, 0.9).chosen == 2
+
+
+@pytest.mark.parametrize("max_risk, confidence", [(0.0, 0.9), (1.0, 0.9), (0.01, 1.0), (0.01, -0.1), (0.01, "0.9")])
+def test_levels_outside_zero_one_are_refused(max_risk, confidence):
+    with pytest.raises(UserInputError, match="strictly between 0 and 1"):
+        calibrate(_exits(300, np.random.default_rng(3)), np.full(300, 8), SPEC,
+                  max_risk=max_risk, confidence=confidence)
+
+
+def test_accuracy_drop_needs_labels():
+    with pytest.raises(UserInputError, match="needs labelled rows"):
+        calibrate(_exits(300, np.random.default_rng(4)), np.full(300, 8), SPEC, risk="accuracy_drop")
+
+
+def test_accuracy_drop_counts_only_rows_the_full_model_gets_right():
+    probs = _exits(2000, np.random.default_rng(5))
+    labels = np.zeros(2000, int)
+    labels[:1000] = 1  # the full model (always 0) is wrong on these: they cannot count
+    drop = calibrate(probs, np.full(2000, 8), SPEC, risk="accuracy_drop", labels=labels,
+                     max_risk=MAX_RISK, confidence=CONFIDENCE)
+    disagree = calibrate(probs, np.full(2000, 8), SPEC, max_risk=MAX_RISK, confidence=CONFIDENCE)
+    assert drop["speed"] > disagree["speed"]
+
+
+def test_oracle_exits_at_the_first_agreeing_exit():
+    probs = np.array([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]],
+                      [[0.1, 0.9], [0.4, 0.6], [0.6, 0.4]]])
+    assert oracle_exit_layers(probs).tolist() == [2, 3]
+
+
+def test_cli_calibrates_and_predict_uses_it(tiny_run, tmp_path):
+    """On a tiny trained run: the CLI writes exit_threshold.json and predict's
+    default rule is that threshold; bad files are one-line errors."""
+    from msbert_tf import MSBert
+    from msbert_tf.inference.predict import default_rule
+
+    rows = tmp_path / "rows.txt"
+    rows.write_text("".join(f"film number {i} is {'good' if i % 2 else 'dull'}\n" for i in range(300)))
+    model = MSBert.load(tiny_run)
+    record = model.calibrate(data_file=str(rows), max_risk=0.05)
+    on_disk = json.loads(open(f"{tiny_run}/exit_threshold.json").read())
+    assert on_disk == record and record["calibration_rows"] == 300 and record["rows"] == str(rows)
+    assert default_rule(MSBert.load(tiny_run)._trained).speed == record["speed"]
+    with pytest.raises(UserInputError, match="needs labelled rows"):
+        model.calibrate(data_file=str(rows), risk="accuracy_drop")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(UserInputError, match="has no rows to calibrate on"):
+        model.calibrate(data_file=str(empty))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from msbert_tf import MSBert
+    from tests.conftest import GLUE_DIR, tiny_config
+
+    config = tiny_config(GLUE_DIR)
+    config.jit_compile = False
+    config.data.max_calibration_examples = 240
+    out = str(tmp_path_factory.mktemp("run"))
+    model = MSBert(out, config=config).fit(verbose=0)
+    # fit() ended by calibrating on the 240 rows it held out.
+    assert model.calibration["calibration_rows"] == 240
+    assert model.calibration["rows"] == "the training rows held out of this run"
+    return out
