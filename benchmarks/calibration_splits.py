@@ -18,6 +18,7 @@ Every exit's outputs are computed once on the run's held-out training rows
    (for SST-2: phrases of every length against whole sentences).
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -32,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from msbert_tf.data import pipeline, readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
-from msbert_tf.inference.calibration import calibrate, oracle_exit_layers, row_losses  # noqa: E402
+from msbert_tf.inference.calibration import calibrate, fit_exit_model, oracle_exit_layers, row_losses  # noqa: E402
 from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate  # noqa: E402
 from msbert_tf.inference.exit_metrics import exit_logits  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
@@ -45,7 +46,8 @@ flags.DEFINE_integer("splits", 20, "Random splits per study.")
 flags.DEFINE_list("sizes", ["500", "1000", "2000", "4000"], "Calibration set sizes.")
 flags.DEFINE_float("max_risk", 0.01, "Disagreement bound.")
 flags.DEFINE_float("confidence", 0.9, "Confidence of the bound.")
-flags.DEFINE_string("uncertainty", None, "Exit rule (default: the task's).")
+flags.DEFINE_list("uncertainties", ["entropy", "learned"], "Exit rules to compare (learned: fitted on "
+                  "training rows if the run has no RUN/exit_model.json yet).")
 flags.DEFINE_string("output", None, "Where to write the numbers (JSON).")
 FLAGS = flags.FLAGS
 
@@ -77,21 +79,21 @@ def read(rows, rule, spec):
     return disagreement, float(drop), flops_speedup(result.exit_layers, rows.lengths, spec)
 
 
-def dev_pick(rows, uncertainty, points):
+def dev_pick(rows, rule, points):
     """The uncertified pick: the largest speed within `points` of the full model's accuracy."""
     full = np.mean(predictions_of(rows.probs[:, -1]) == rows.labels)
     best = 0.0
     for speed in np.linspace(0, 1, 201):
-        labels = simulate(rows.probs, ExitRule(uncertainty, speed=float(speed))).labels
+        labels = simulate(rows.probs, dataclasses.replace(rule, speed=float(speed))).labels
         if 100 * (full - np.mean(labels == rows.labels)) <= points:
             best = float(speed)
-    return ExitRule(uncertainty, speed=best)
+    return dataclasses.replace(rule, speed=best)
 
 
-def certified_rule(rows, uncertainty, spec):
-    record = calibrate(rows.probs, rows.lengths, spec, max_risk=FLAGS.max_risk,
-                       confidence=FLAGS.confidence, uncertainty=uncertainty)
-    return ExitRule(uncertainty, speed=record["speed"])
+def certified_rule(rows, rule, spec):
+    record = calibrate(rows.probs, rows.lengths, spec, max_risk=FLAGS.max_risk, confidence=FLAGS.confidence,
+                       uncertainty=rule.kind, weights=rule.weights)
+    return dataclasses.replace(rule, speed=record["speed"])
 
 
 def summary(values):
@@ -100,27 +102,15 @@ def summary(values):
             "min": round(float(values.min()), 4), "max": round(float(values.max()), 4)}
 
 
-def main(argv):
-    del argv
-    trained = load_run(FLAGS.run_dir)
-    uncertainty = FLAGS.uncertainty or "entropy"
-    spec = flops.model_spec(trained.classifier)
-    pool = Rows(trained, trained.run.load_calibration_rows(trained.task))
-    dev = Rows(trained, readers.read_file(trained.task, FLAGS.dev_file)) if FLAGS.dev_file else None
-    rng = np.random.default_rng(0)
-    out = {"run_dir": FLAGS.run_dir, "task": trained.task.name, "held_out_rows": len(pool),
-           "max_risk": FLAGS.max_risk, "confidence": FLAGS.confidence, "uncertainty": uncertainty,
-           "oracle_held_out": round(flops_speedup(oracle_exit_layers(pool.probs), pool.lengths, spec), 3)}
-    if dev is not None:
-        out["oracle_dev"] = round(flops_speedup(oracle_exit_layers(dev.probs), dev.lengths, spec), 3)
-
+def study(rule, pool, dev, spec, rng):
+    out = {}
     halves = {"certified": [], "dev_pick": []}
     for _ in range(FLAGS.splits):
         order = rng.permutation(len(pool))
         cal, test = pool.take(order[: len(pool) // 2]), pool.take(order[len(pool) // 2:])
-        for name, rule in (("certified", certified_rule(cal, uncertainty, spec)),
-                           ("dev_pick", dev_pick(cal, uncertainty, 100 * FLAGS.max_risk))):
-            halves[name].append((rule.speed, *read(test, rule, spec)))
+        for name, chosen in (("certified", certified_rule(cal, rule, spec)),
+                             ("dev_pick", dev_pick(cal, rule, 100 * FLAGS.max_risk))):
+            halves[name].append((chosen.speed, *read(test, chosen, spec)))
     out["halves"] = {
         name: {
             "calibration_rows": len(pool) // 2,
@@ -141,17 +131,40 @@ def main(argv):
         rows = []
         for _ in range(FLAGS.splits):
             order = rng.permutation(len(pool))
-            rule = certified_rule(pool.take(order[:size]), uncertainty, spec)
-            test = read(pool.take(order[size:]), rule, spec)
-            on_dev = read(dev, rule, spec) if dev is not None else (np.nan,) * 3
-            rows.append((rule.speed, *test, *on_dev))
+            chosen = certified_rule(pool.take(order[:size]), rule, spec)
+            test = read(pool.take(order[size:]), chosen, spec)
+            on_dev = read(dev, chosen, spec) if dev is not None else (np.nan,) * 3
+            rows.append((chosen.speed, *test, *on_dev))
         out["sizes"][size] = {
             "flops_speedup_held_out": summary([r[3] for r in rows]),
             "violation_frequency_held_out": float(np.mean([r[1] > FLAGS.max_risk for r in rows])),
             "flops_speedup_dev": summary([r[6] for r in rows]),
             "dev_disagreement": summary([r[4] for r in rows]),
+            "dev_accuracy_drop_points": summary([r[5] for r in rows]),
             "violation_frequency_dev": float(np.mean([r[4] > FLAGS.max_risk for r in rows])),
         }
+    return out
+
+
+def main(argv):
+    del argv
+    trained = load_run(FLAGS.run_dir)
+    spec = flops.model_spec(trained.classifier)
+    pool = Rows(trained, trained.run.load_calibration_rows(trained.task))
+    dev = Rows(trained, readers.read_file(trained.task, FLAGS.dev_file)) if FLAGS.dev_file else None
+    out = {"run_dir": FLAGS.run_dir, "task": trained.task.name, "held_out_rows": len(pool),
+           "max_risk": FLAGS.max_risk, "confidence": FLAGS.confidence,
+           "oracle_held_out": round(flops_speedup(oracle_exit_layers(pool.probs), pool.lengths, spec), 3)}
+    if dev is not None:
+        out["oracle_dev"] = round(flops_speedup(oracle_exit_layers(dev.probs), dev.lengths, spec), 3)
+
+    for kind in FLAGS.uncertainties:
+        weights = None
+        if kind == "learned":
+            model = trained.run.load_exit_model() or fit_exit_model(trained)
+            weights = tuple(tuple(row) for row in model["weights"])
+            out["exit_model_rows"] = model["rows"]
+        out[kind] = study(ExitRule(kind, weights=weights), pool, dev, spec, np.random.default_rng(0))
     out["machine"] = {"platform": platform.platform(), "cpu": _cpu()}
     out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     text = json.dumps(out, indent=2)

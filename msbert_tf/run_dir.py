@@ -10,6 +10,7 @@ RUN/stages.json                 steps, seconds, examples/s of each stage
 RUN/report.json, report.md      dev metrics per exit, stage timings
 RUN/calibration.json            training rows held out for calibration
 RUN/exit_threshold.json         the exit threshold predict and export use
+RUN/exit_model.json             the learned exit rule's coefficients
 ```
 A folder is only ever continued with the config it was started with.
 """
@@ -106,6 +107,18 @@ class RunDir:
             text_a=rows["text_a"], text_b=rows["text_b"],
             labels=np.asarray(rows["labels"], dtype=readers.label_dtype(task)),
         )
+
+    @property
+    def exit_model(self):
+        return self.file("exit_model.json")
+
+    def save_exit_model(self, record):
+        write_atomically(self.exit_model, json.dumps(record, indent=2))
+
+    def load_exit_model(self):
+        """The learned rule's record ({"features", "weights", "rows"}), or None."""
+        return self._read_json(self.exit_model, f"refit it: `python -m msbert_tf.calibrate --run_dir={self.path} "
+                                                "--uncertainty=learned`")
 
     def save_threshold(self, record):
         write_atomically(self.threshold, json.dumps(record, indent=2))

@@ -160,3 +160,19 @@ def tiny_run(tmp_path_factory):
     assert model.calibration["calibration_rows"] == 240
     assert model.calibration["rows"] == "the training rows held out of this run"
     return out
+
+
+def test_learned_rule_is_fitted_calibrated_and_predicted_with(tiny_run):
+    """`--uncertainty=learned` fits the rule on training rows (not the held-out
+    ones), certifies it, and predict then decides by it like the simulator."""
+    from msbert_tf import MSBert
+    from msbert_tf.inference.predict import default_rule
+
+    model = MSBert.load(tiny_run)
+    record = model.calibrate(uncertainty="learned")
+    exit_model = json.loads(open(f"{tiny_run}/exit_model.json").read())
+    assert exit_model["rows"] == 96 and len(exit_model["weights"]) == 1  # 2 layers: one exit decides
+    assert record["uncertainty"] == "learned" and record["calibration_rows"] == 240
+    rule = default_rule(MSBert.load(tiny_run)._trained)
+    assert rule.kind == "learned" and rule.speed == record["speed"]
+    assert rule.weights == tuple(tuple(row) for row in exit_model["weights"])

@@ -105,7 +105,10 @@ def tiny_classifier():
     # Speeds in (0, 1) are read as quantiles of the observed uncertainties
     # below, so that every case mixes early and late exits.
     [ExitRule("entropy", s) for s in (0.0, 0.2, 0.5, 0.8, 1.0)]
-    + [ExitRule("topk", 0.5, top_k=2), ExitRule("patience", patience=1), ExitRule("patience", patience=2)],
+    + [ExitRule("topk", 0.5, top_k=2), ExitRule("patience", patience=1), ExitRule("patience", patience=2)]
+    # The learned rule with arbitrary coefficients (3 exits x 7 features + bias).
+    + [ExitRule("learned", s, weights=tuple(map(tuple, np.random.default_rng(2).normal(size=(3, 8)).tolist())))
+       for s in (0.3, 0.7)],
 )
 def test_real_path_agrees_with_simulator(tiny_classifier, rule):
     import dataclasses
@@ -124,7 +127,7 @@ def test_real_path_agrees_with_simulator(tiny_classifier, rule):
     np.testing.assert_array_equal(got.exit_layers, expected.exit_layers)
     np.testing.assert_array_equal(got.labels, expected.labels)
     np.testing.assert_allclose(got.probs, expected.probs, atol=1e-5)
-    if rule.kind == "entropy" and 0 < rule.speed < 1:
+    if rule.kind in ("entropy", "learned") and 0 < rule.speed < 1:
         assert len(set(got.exit_layers.tolist())) > 1  # the test really mixes exits
 
 

@@ -90,6 +90,14 @@ def read_split(task, split, data_dir=None):
     return read_file(task, path, split_is_train=split == "train")
 
 
+def training_rows(task, data, seed):
+    """(rows to train on, calibration rows held out or None) of `data` (a
+    DataConfig): the held-out rows are drawn before `max_train_examples`."""
+    fraction = 0.0 if data.calibration_file else data.calibration_fraction
+    rest, held = hold_out(read_split(task, "train", data.data_dir), fraction, data.max_calibration_examples, seed)
+    return rest.take(data.max_train_examples), held
+
+
 def read_file(task, path, split_is_train=False):
     """One labelled file of `task` in its own layout (GLUE TSV or TREC)."""
     if not os.path.isfile(path):

@@ -61,10 +61,10 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
             f"task {trained.task.name} classifies sentence pairs; the bundles take one text "
             "so far: export a single-sentence task."
         )
-    if rule.kind == "patience":
+    if rule.kind in ("patience", "learned"):
         raise UserInputError(
-            "exported models decide by entropy or topk; the patience rule is evaluation-only: "
-            "pass --uncertainty=entropy or topk."
+            f"exported models decide by entropy or topk so far; the {rule.kind} rule runs in Python "
+            "(predict, evaluate): pass --uncertainty=entropy or topk."
         )
 
 

@@ -44,7 +44,7 @@ SPEEDS = tuple(round(s, 3) for s in np.linspace(0.0, 1.0, 201))
 PATIENCE_TOLERANCES = (0.05, 0.1, 0.2, 0.3, 0.5)
 
 
-def candidates(uncertainty, num_layers, top_k=2, regression=False):
+def candidates(uncertainty, num_layers, top_k=2, regression=False, weights=None):
     """The thresholds tested, in the order tested: safest (the full model) first."""
     if uncertainty == "patience":
         tolerances = PATIENCE_TOLERANCES if regression else (0.0,)
@@ -53,7 +53,7 @@ def candidates(uncertainty, num_layers, top_k=2, regression=False):
             for p in range(max(num_layers - 2, 1), 0, -1)
             for t in tolerances
         ]
-    return [ExitRule(uncertainty, speed=s, top_k=top_k) for s in SPEEDS]
+    return [ExitRule(uncertainty, speed=s, top_k=top_k, weights=weights) for s in SPEEDS]
 
 
 def row_losses(probs, exit_probs, risk, labels=None, disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE):
@@ -92,14 +92,14 @@ def _check(risk, labelled, regression):
 
 def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
               confidence=DEFAULT_CONFIDENCE, uncertainty="entropy", top_k=2, labels=None,
-              disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE):
+              disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE, weights=None):
     """The certified threshold for every exit's outputs `probs` (B x L x N) on
     the calibration rows, as the record `exit_threshold.json` holds."""
     probs = np.asarray(probs)
     regression = probs.shape[-1] == 1
     _check(risk, labels is not None, regression)
     risk_control.check_levels(max_risk, confidence)
-    rules = [r.validate(probs.shape[-1]) for r in candidates(uncertainty, probs.shape[1], top_k, regression)]
+    rules = [r.validate(probs.shape[-1]) for r in candidates(uncertainty, probs.shape[1], top_k, regression, weights)]
     results = [simulate(probs, rule) for rule in rules]
     losses = np.stack([row_losses(probs, r.probs, risk, labels, disagreement_tolerance) for r in results])
     certified = risk_control.fixed_sequence(losses, max_risk, confidence)
@@ -186,6 +186,33 @@ def calibration_rows(trained, data_file=None):
     return examples, labelled, where
 
 
+def exit_probabilities(trained, examples, name):
+    """(encoded split, B x L x N outputs of every exit) of `examples`."""
+    split = pipeline.encode(examples, trained.preprocessor, name=name)
+    logits = exit_logits(trained.classifier, split, trained.config.data.eval_batch_size)
+    return split, np.asarray(exit_outputs(tf.constant(logits)))
+
+
+# Training rows the learned rule is fitted on (label-free), at most.
+EXIT_MODEL_ROWS = 8000
+
+
+def fit_exit_model(trained, max_rows=EXIT_MODEL_ROWS):
+    """Fits the learned rule on up to `max_rows` of the run's training rows
+    (never its calibration rows) and saves it to RUN/exit_model.json."""
+    from msbert_tf.inference import learned_exit
+
+    if trained.task.regression:
+        raise UserInputError("the learned rule needs class probabilities; a regression task exits by patience.")
+    rows, _ = readers.training_rows(trained.task, trained.config.data, trained.config.seed)
+    if len(rows) > max_rows:
+        rows = rows.select(np.sort(np.random.default_rng(trained.config.seed).choice(len(rows), max_rows, replace=False)))
+    _, probs = exit_probabilities(trained, rows, "exit-model rows")
+    model = {"features": list(learned_exit.FEATURES), "weights": learned_exit.fit(probs).tolist(), "rows": len(rows)}
+    trained.run.save_exit_model(model)
+    return model
+
+
 def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
                   confidence=DEFAULT_CONFIDENCE, uncertainty=None, top_k=2,
                   disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE, trained=None, save=True):
@@ -199,15 +226,17 @@ def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFA
     risk_control.check_levels(max_risk, confidence)
     trained = trained or load_run(run_dir)
     uncertainty = uncertainty or default_uncertainty(trained.task)
-    ExitRule(uncertainty, top_k=top_k).validate(trained.classifier.num_labels)
+    weights = None
+    if uncertainty == "learned":
+        model = trained.run.load_exit_model() or fit_exit_model(trained)
+        weights = tuple(tuple(row) for row in model["weights"])
+    ExitRule(uncertainty, top_k=top_k, weights=weights).validate(trained.classifier.num_labels)
     examples, labelled, where = calibration_rows(trained, data_file)
     _check(risk, labelled, trained.task.regression)
-    split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(where))
-    logits = exit_logits(trained.classifier, split, trained.config.data.eval_batch_size)
-    probs = np.asarray(exit_outputs(tf.constant(logits)))
+    split, probs = exit_probabilities(trained, examples, os.path.basename(where))
     record = calibrate(
         probs, split.lengths, flops.model_spec(trained.classifier), risk, max_risk, confidence,
-        uncertainty, top_k, split.labels if labelled else None, disagreement_tolerance,
+        uncertainty, top_k, split.labels if labelled else None, disagreement_tolerance, weights,
     )
     record["rows"] = where
     record["summary"] = summary(record, f"{where}")

@@ -20,6 +20,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from msbert_tf.inference import learned_exit
+
 
 def exit_outputs(logits):
     """What an exit outputs: class probabilities, or a regression's value (one logit)."""
@@ -97,7 +99,7 @@ def _trim(tensors, mask):
     return [t[:, :width] for t in tensors]
 
 
-def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0.0):
+def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0.0, weights=None):
     """Per-example early exit on a batch, in TF ops: `(outputs, exit_layer)`.
 
     After each layer the examples that are sure leave the batch and the rest
@@ -105,6 +107,7 @@ def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0
     (a `tf.cond` per layer). One graph, so a call pays the per-call cost of
     TensorFlow once, not once per layer. `outputs` are the probabilities (or
     a regression's value) of the exit taken; exit layers are 1-based.
+    `weights`: the `learned` rule's (L - 1) x (F + 1) coefficients.
     """
     mask = tf.cast(inputs["padding_mask"], tf.int32)
     ids, segments, mask = _trim([inputs["token_ids"], inputs["segment_ids"], mask], mask)
@@ -112,7 +115,7 @@ def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0
     hidden = classifier.embed({"token_ids": ids, "segment_ids": segments, "padding_mask": mask})
     last = classifier.num_layers - 1
 
-    def from_layer(layer, hidden, mask, active, previous, count, outputs, exits):
+    def from_layer(layer, hidden, mask, active, previous, count, previous_top, outputs, exits):
         hidden = classifier.transformer_layer(layer, hidden, mask)
         layer_outputs = exit_outputs(classifier.exit_outputs(layer, hidden, mask)[1])
         if layer == last:
@@ -124,6 +127,12 @@ def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0
             count = tf.where(tf.abs(current - previous) <= tolerance, count + 1, 0)
             previous = current
             done = count >= patience
+        elif kind == "learned":
+            current = tf.cast(tf.argmax(layer_outputs, axis=-1), tf.float64)
+            count = tf.where(tf.equal(current, previous), count + 1, 0)
+            u, top = learned_exit.layer_uncertainty_tf(layer_outputs, previous, count, previous_top, weights[layer])
+            previous, previous_top = current, top
+            done = u <= speed
         else:
             done = uncertainty(layer_outputs, kind, top_k) <= speed
         rows = tf.boolean_mask(active, done)[:, None]
@@ -138,7 +147,8 @@ def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0
             kept_hidden, kept_mask = _trim([tf.boolean_mask(hidden, keep), kept_mask], kept_mask)
             return from_layer(
                 layer + 1, kept_hidden, kept_mask, tf.boolean_mask(active, keep),
-                tf.boolean_mask(previous, keep), tf.boolean_mask(count, keep), outputs, exits,
+                tf.boolean_mask(previous, keep), tf.boolean_mask(count, keep),
+                tf.boolean_mask(previous_top, keep), outputs, exits,
             )
 
         return tf.cond(tf.reduce_any(keep), go_on, lambda: (outputs, exits))
@@ -146,6 +156,7 @@ def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0
     return from_layer(
         0, hidden, mask, tf.range(batch),
         tf.fill([batch], tf.constant(float("nan"), tf.float64)), tf.zeros([batch], tf.int32),
+        tf.zeros([batch], tf.float64),
         tf.zeros([batch, classifier.num_labels], tf.float32), tf.zeros([batch], tf.int32),
     )
 
@@ -165,8 +176,8 @@ class EarlyExitPredictor:
         top_k = top_k if kind == "topk" else None
         if (kind, top_k) not in self._compiled:
             self._compiled[kind, top_k] = tf.function(
-                lambda inputs, speed, patience, tolerance: early_exit(
-                    self.classifier, inputs, kind, speed, top_k, patience, tolerance
+                lambda inputs, speed, patience, tolerance, weights: early_exit(
+                    self.classifier, inputs, kind, speed, top_k, patience, tolerance, weights
                 ),
                 reduce_retracing=True,
             )
@@ -179,5 +190,7 @@ class EarlyExitPredictor:
             tf.constant(rule.speed, tf.float64),
             tf.constant(rule.patience, tf.int32),
             tf.constant(rule.tolerance, tf.float64),
+            # One signature for every rule: the weights are an input, not a constant.
+            tf.constant(rule.weights if rule.weights is not None else np.zeros((1, 1)), tf.float64),
         )
         return ExitResult(probs=outputs.numpy(), exit_layers=exits.numpy().astype(int))

@@ -27,8 +27,9 @@ def default_rule(trained, speed=None, uncertainty=None, top_k=None):
             f"the run's threshold was chosen for the {chosen.get('uncertainty')} rule; "
             f"with --uncertainty={uncertainty} pass --speed as well."
         )
+    kind = uncertainty or chosen.get("uncertainty") or default_uncertainty(trained.task)
     rule = ExitRule(
-        kind=uncertainty or chosen.get("uncertainty") or default_uncertainty(trained.task),
+        kind=kind,
         speed=chosen.get("speed", 0.0) if speed is None else speed,
         top_k=top_k if top_k is not None else (chosen.get("top_k") or 2),
         patience=chosen.get("patience") or 2,
@@ -38,8 +39,20 @@ def default_rule(trained, speed=None, uncertainty=None, top_k=None):
             chosen["tolerance"] if chosen.get("tolerance") is not None
             else DEFAULT_TOLERANCES[1] if trained.task.regression else 0.0
         ),
+        weights=learned_weights(trained) if kind == "learned" else None,
     )
     return rule.validate(trained.classifier.num_labels)
+
+
+def learned_weights(trained):
+    """The run's fitted learned-rule coefficients, as ExitRule holds them."""
+    model = trained.run.load_exit_model()
+    if model is None:
+        raise UserInputError(
+            f"{trained.run.path} has no learned exit rule yet: "
+            f"`python -m msbert_tf.calibrate --run_dir={trained.run.path} --uncertainty=learned` fits it."
+        )
+    return tuple(tuple(row) for row in model["weights"])
 
 
 def _checked(text, where):

@@ -5,6 +5,8 @@
   `q`, `u = -sum q log q / log K`. It ignores the long tail of small
   probabilities that inflates plain entropy when there are many classes;
   with `K = N` it equals `entropy`.
+- `learned`: one minus a per-exit logistic model's probability that the
+  exit agrees with the full model (`learned_exit`).
 - `patience` (PABEE): exit once the prediction has stayed the same for
   `patience` consecutive exits (no probabilities involved). For regression
   (one output) "the same" means within `tolerance` of the previous exit's
@@ -23,7 +25,7 @@ import numpy as np
 
 from msbert_tf.errors import UserInputError
 
-RULES = ("entropy", "topk", "patience")
+RULES = ("entropy", "topk", "patience", "learned")
 _TINY = 1e-12
 
 
@@ -58,6 +60,8 @@ class ExitRule:
     top_k: int = 2
     patience: int = 2
     tolerance: float = 0.0
+    # `learned`: (L - 1) x (F + 1) logistic coefficients (`learned_exit`).
+    weights: tuple = None
 
     def validate(self, num_labels):
         if self.kind not in RULES:
@@ -78,11 +82,20 @@ class ExitRule:
             raise UserInputError(
                 f"top_k must be between 2 and the number of labels ({num_labels}), got {self.top_k}."
             )
+        if self.kind == "learned" and self.weights is None:
+            raise UserInputError(
+                "the learned rule needs its fitted weights (RUN/exit_model.json): "
+                "`python -m msbert_tf.calibrate --uncertainty=learned` fits them."
+            )
         if self.kind == "patience" and self.patience < 1:
             raise UserInputError(f"patience must be at least 1, got {self.patience}.")
         return self
 
     def uncertainty(self, probs):
+        if self.kind == "learned":
+            from msbert_tf.inference import learned_exit
+
+            return learned_exit.uncertainty(probs, self.weights)
         if self.kind == "topk":
             return top_k_entropy(probs, self.top_k)
         return entropy(probs)

@@ -50,11 +50,7 @@ def load_splits(config, task, preprocessor):
     """Encoded train and dev splits, and the calibration rows held out of
     training (raw examples; None with a calibration file or fraction 0)."""
     data = config.data
-    fraction = 0.0 if data.calibration_file else data.calibration_fraction
-    train_examples, calibration = readers.hold_out(
-        readers.read_split(task, "train", data.data_dir), fraction, data.max_calibration_examples, config.seed
-    )
-    train_examples = train_examples.take(data.max_train_examples)
+    train_examples, calibration = readers.training_rows(task, data, config.seed)
     dev_examples = readers.read_split(task, "dev", data.data_dir).take(data.max_eval_examples)
     for name, examples in (("training", train_examples), ("dev", dev_examples)):
         if len(examples) == 0:
