@@ -24,6 +24,8 @@ def _numbers(flag):
 
 def rules_from_flags(num_layers, task):
     """The sweep's exit rules, each validated (a bad one is a UserInputError)."""
+    if not FLAGS.max_drop >= 0:
+        raise UserInputError(f"--max_drop must be 0 or more metric points, got {FLAGS.max_drop}.")
     uncertainty = FLAGS.uncertainty or default_uncertainty(task)
     # A flag the chosen rule never reads would be dropped without a word.
     if uncertainty == "patience" and FLAGS["speeds"].present:

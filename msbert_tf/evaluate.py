@@ -26,13 +26,22 @@ def main(argv):
     from msbert_tf.data import pipeline, readers
     from msbert_tf.inference.evaluation import evaluate
     from msbert_tf.inference.loading import load_run
+    from msbert_tf.run_dir import writable_folder
 
     if not FLAGS.run_dir or not FLAGS.data_file:
         raise UserInputError("--run_dir and --data_file are required.")
+    if FLAGS.max_examples is not None and FLAGS.max_examples < 1:
+        raise UserInputError(f"--max_examples must be at least 1, got {FLAGS.max_examples}.")
+    output = FLAGS.output or os.path.join(FLAGS.run_dir, "eval", "report.json")
+    folder, name = os.path.split(os.path.abspath(output))
+    # Refused now, not after the evaluation's work.
+    writable_folder(folder, "--output")
     trained = load_run(FLAGS.run_dir)
     if FLAGS.task and FLAGS.task != trained.task.name:
         raise UserInputError(f"--task={FLAGS.task} but {FLAGS.run_dir} was trained on {trained.task.name}.")
     examples = readers.read_file(trained.task, FLAGS.data_file).take(FLAGS.max_examples)
+    if len(examples) == 0:
+        raise UserInputError(f"{FLAGS.data_file} has no rows to evaluate (only a header?).")
     split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(FLAGS.data_file))
     rules = eval_flags.rules_from_flags(trained.classifier.num_layers, trained.task)
     result = evaluate(
@@ -40,8 +49,6 @@ def main(argv):
         batch_size=trained.config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
         metrics=trained.task.metrics,
     )
-    output = FLAGS.output or os.path.join(FLAGS.run_dir, "eval", "report.json")
-    folder, name = os.path.split(os.path.abspath(output))
     full = {"task": trained.task.name, "data_file": FLAGS.data_file, "examples": len(split), **result}
     report.write_report(folder, full, prefix=os.path.splitext(name)[0])
     print(report.markdown(full))

@@ -34,9 +34,17 @@ def main(argv):
     if FLAGS.input_file:
         try:
             with open(FLAGS.input_file, encoding="utf-8") as f:
-                texts += [line.rstrip("\n") for line in f if line.strip()]
+                lines = f.read().splitlines()
         except (OSError, UnicodeDecodeError) as e:
             raise UserInputError(f"cannot read --input_file {FLAGS.input_file}: {e}") from None
+        # A skipped line would shift every later result against its input.
+        blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+        if blank:
+            raise UserInputError(
+                f"--input_file {FLAGS.input_file} has blank lines ({', '.join(map(str, blank[:5]))}): "
+                "one example per line, remove them."
+            )
+        texts += lines
     if not texts:
         raise UserInputError("nothing to classify: pass texts as arguments or --input_file.")
     trained = load_run(FLAGS.run_dir)

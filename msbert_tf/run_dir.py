@@ -82,7 +82,7 @@ class RunDir:
                     "resume with the same settings or pick a new --output_dir."
                 )
         if write:
-            os.makedirs(self.path, exist_ok=True)
+            writable_folder(self.path, "--output_dir")
             write_atomically(path, config.to_json())
 
     @property
@@ -158,12 +158,38 @@ class RunDir:
         return RunConfig.from_file(path)
 
 
+def writable_folder(path, flag):
+    """Creates `path` if needed and proves it writable, before any expensive
+    work: a folder that is a file, under a file or read-only is one line."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".msbert_write_check")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise UserInputError(
+            f"{flag}={path} cannot be written ({e.strerror or e}): pick a folder you can write to "
+            "(not a file, nor under one)."
+        ) from None
+    return path
+
+
 def write_atomically(path, text):
-    """Write-then-rename, so a kill mid-write leaves the previous file whole."""
+    """Write-then-rename, so a kill mid-write leaves the previous file whole;
+    a failed write (a full disk) leaves no partial file and is one line."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise UserInputError(
+            f"could not write {path} ({e.strerror or e}): free some disk space or pick another folder, "
+            "then run the same command again."
+        ) from None
 
 
 def save_weights_atomically(model, path):

@@ -25,7 +25,7 @@ from msbert_tf.errors import UserInputError
 from msbert_tf.export import litert, serving, stages
 from msbert_tf.inference.early_exit import EarlyExitPredictor
 from msbert_tf.inference.predict import default_rule
-from msbert_tf.run_dir import write_atomically
+from msbert_tf.run_dir import writable_folder, write_atomically
 
 FORMATS = ("tflite", "saved_model")
 MANIFEST = "manifest.json"
@@ -152,6 +152,7 @@ def export_run(trained, output_dir, formats=FORMATS, quantize=("none",), max_seq
     max_seq_length = max_seq_length or trained.config.data.max_seq_length
     rule = rule or default_rule(trained)
     _check_request(trained, formats, quantize, max_seq_length, rule)
+    writable_folder(output_dir, "--output_dir")
     paths = []
     if "tflite" in formats:
         for mode in quantize:

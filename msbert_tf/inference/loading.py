@@ -30,6 +30,11 @@ def load_run(path):
     classifier, preprocessor = build_classifier(config, task)
     try:
         classifier.load_weights(run.model_weights)
+    except OSError as e:
+        raise UserInputError(
+            f"{run.model_weights} cannot be read ({str(e).splitlines()[0][:120]}): the file is truncated or "
+            "corrupt; restore it, or delete it and rerun the training command to redo stage 2."
+        ) from None
     except ValueError as e:
         raise UserInputError(
             f"{run.model_weights} does not fit the model of {run.file('config.json')} "

@@ -56,8 +56,15 @@ def learned_weights(trained):
 
 
 def _checked(text, where):
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise UserInputError(f"{where} is {text!r}, not a string: give every example as text.")
+    if not text.strip():
         raise UserInputError(f"{where} is empty: give every example some words.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # The shell passed bytes that are not UTF-8 (Python keeps them as surrogates).
+        raise UserInputError(f"{where} is not valid UTF-8 text: pass UTF-8 (e.g. with --input_file).") from None
     return text.strip()
 
 
@@ -97,7 +104,9 @@ def predict_texts(trained, texts, rule, batch_size=32):
     """Label, probabilities and exit layer of each of `texts`: strings, or
     (text, text_pair) tuples for a sentence-pair task."""
     rule.validate(trained.classifier.num_labels)
-    examples = _examples(trained.task, texts)
+    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
+        raise UserInputError(f"texts must be a list of strings (or of (text, text_pair) tuples), got {texts!r}.")
+    examples = _examples(trained.task, list(texts))
     split = pipeline.encode(examples, trained.preprocessor, name="input")
     predictor = EarlyExitPredictor(trained.classifier)
     names = trained.task.label_names
