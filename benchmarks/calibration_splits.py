@@ -49,6 +49,12 @@ flags.DEFINE_float("confidence", 0.9, "Confidence of the bound.")
 flags.DEFINE_list("uncertainties", ["entropy", "learned"], "Exit rules to compare (learned: fitted on "
                   "training rows if the run has no RUN/exit_model.json yet).")
 flags.DEFINE_string("output", None, "Where to write the numbers (JSON).")
+flags.DEFINE_enum("pool", "held_out", ["held_out", "dev"], "Rows split into calibration and test: the run's "
+                  "held-out training rows, or --dev_file's rows.")
+flags.DEFINE_bool("sentences", False, "Keep only pool rows that end as a sentence does (. ! ?): "
+                  "SST-2's training file is mostly phrases, its dev and test sets sentences.")
+flags.DEFINE_integer("min_tokens", None, "Keep only pool rows of at least this many tokens ([CLS], [SEP] "
+                     "included): a sentence-like slice of a file of phrases.")
 FLAGS = flags.FLAGS
 
 
@@ -60,10 +66,12 @@ class Rows:
         logits = exit_logits(trained.classifier, split, 128)
         self.probs = np.asarray(exit_outputs(tf.constant(logits)))
         self.labels, self.lengths = split.labels, split.lengths
+        self.texts = np.asarray(examples.text_a, dtype=object)
 
     def take(self, index):
         other = object.__new__(Rows)
         other.probs, other.labels, other.lengths = self.probs[index], self.labels[index], self.lengths[index]
+        other.texts = self.texts[index]
         return other
 
     def __len__(self):
@@ -150,9 +158,14 @@ def main(argv):
     del argv
     trained = load_run(FLAGS.run_dir)
     spec = flops.model_spec(trained.classifier)
-    pool = Rows(trained, trained.run.load_calibration_rows(trained.task))
     dev = Rows(trained, readers.read_file(trained.task, FLAGS.dev_file)) if FLAGS.dev_file else None
-    out = {"run_dir": FLAGS.run_dir, "task": trained.task.name, "held_out_rows": len(pool),
+    pool = dev if FLAGS.pool == "dev" else Rows(trained, trained.run.load_calibration_rows(trained.task))
+    if FLAGS.min_tokens:
+        pool = pool.take(np.flatnonzero(pool.lengths >= FLAGS.min_tokens))
+    if FLAGS.sentences:
+        pool = pool.take(np.flatnonzero([t.rstrip()[-1:] in ".!?" for t in pool.texts]))
+    out = {"run_dir": FLAGS.run_dir, "task": trained.task.name, "pool": FLAGS.pool, "pool_rows": len(pool),
+           "min_tokens": FLAGS.min_tokens, "sentences": FLAGS.sentences,
            "max_risk": FLAGS.max_risk, "confidence": FLAGS.confidence,
            "oracle_held_out": round(flops_speedup(oracle_exit_layers(pool.probs), pool.lengths, spec), 3)}
     if dev is not None:
