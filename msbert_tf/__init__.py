@@ -16,4 +16,8 @@ def __getattr__(name):
         from msbert_tf.api import MSBert
 
         return MSBert
+    if name == "RunConfig":
+        from msbert_tf.config import RunConfig
+
+        return RunConfig
     raise AttributeError(name)

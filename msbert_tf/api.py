@@ -10,6 +10,7 @@ model.predict(["a gripping, funny film"], speed=0.5)
 """
 
 import dataclasses
+import os
 
 from msbert_tf.config import RunConfig
 from msbert_tf.errors import UserInputError
@@ -20,11 +21,16 @@ class MSBert:
 
     Keyword arguments set config fields by name, in whichever section has
     that name (`task`, `data_dir`, `backbone`, `head`, `loss`, ...); a name
-    found in several sections (`epochs`) needs a `RunConfig`.
+    found in several sections (`epochs`) needs a `RunConfig`. A folder that
+    already holds a run (the CLI's, or an earlier fit's) continues with that
+    run's config, so a `fit()` there finishes or reuses it.
     """
 
     def __init__(self, output_dir, config=None, **overrides):
         self.output_dir = output_dir
+        if config is None and os.path.exists(os.path.join(output_dir, "config.json")):
+            # A folder the CLI (or an earlier fit) started: continue with its config.
+            config = RunConfig.from_file(os.path.join(output_dir, "config.json"))
         self.config = config or RunConfig()
         for name, value in overrides.items():
             _set_field(self.config, name, value)

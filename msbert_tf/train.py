@@ -49,6 +49,8 @@ flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev rows."
 flags.DEFINE_float("calibration_fraction", None, "Share of the training file held out (never trained on) to calibrate "
                    "the exit threshold; 0 holds nothing out (default 0.05).")
 flags.DEFINE_integer("max_calibration_examples", None, "At most this many held-out calibration rows (default 4000).")
+flags.DEFINE_enum("calibration_source", None, ["held_out", "dev"], "Calibration rows: held out of the "
+                  "training file (default) or the task's dev set.")
 flags.DEFINE_string("calibration_file", None, "Calibrate on this file instead of a held-out slice: the task's layout, "
                     "or plain text (.txt) one example per line.")
 flags.DEFINE_integer("seed", None, "Random seed.")
@@ -87,6 +89,7 @@ OVERRIDES = {
     "max_eval_examples": "data.max_eval_examples",
     "calibration_fraction": "data.calibration_fraction",
     "max_calibration_examples": "data.max_calibration_examples",
+    "calibration_source": "data.calibration_source",
     "calibration_file": "data.calibration_file",
     "seed": "seed",
     "jit_compile": "jit_compile",

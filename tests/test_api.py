@@ -117,3 +117,12 @@ def test_custom_data_end_to_end_maps_ids_back_to_names(tmp_path):
         assert json.load(f)["data"]["label_names"] == list(names)
     out = MSBert.load(run_dir).predict(["a gripping film", "dull"], speed=0.0)
     assert {o["label"] for o in out} <= set(names) and len(out) == 2
+
+
+def test_a_folder_that_holds_a_run_continues_with_its_config(trained):
+    """The README's order: train with the CLI (any preset), then MSBert on the
+    same folder; fit() finds both stages done instead of refusing the config."""
+    model, dev = trained
+    again = MSBert(model.output_dir)
+    assert again.config == model.config
+    assert again.fit(verbose=0).predict(dev.text_a[:3], speed=0.5) == model.predict(dev.text_a[:3], speed=0.5)

@@ -176,3 +176,17 @@ def test_learned_rule_is_fitted_calibrated_and_predicted_with(tiny_run):
     rule = default_rule(MSBert.load(tiny_run)._trained)
     assert rule.kind == "learned" and rule.speed == record["speed"]
     assert rule.weights == tuple(tuple(row) for row in exit_model["weights"])
+
+
+def test_dev_as_calibration_source_holds_nothing_out(tiny_run):
+    from msbert_tf import MSBert
+    from msbert_tf.data import readers
+    from msbert_tf.data.tasks import get_task
+    from msbert_tf.inference.calibration import calibration_rows
+
+    trained = MSBert.load(tiny_run)._trained
+    trained.config.data.calibration_source = "dev"
+    examples, labelled, where = calibration_rows(trained)
+    assert (len(examples), labelled, where) == (872, True, "the sst2 dev set")
+    rows, held = readers.training_rows(get_task("sst2"), trained.config.data, seed=42)
+    assert held is None and len(rows) == 96

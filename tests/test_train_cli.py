@@ -27,7 +27,8 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
         "--config=configs/sst2.json", f"--data_dir={glue_dir}", f"--output_dir={out}",
         "--max_train_examples=480", "--max_eval_examples=200", "--teacher_epochs=2",
         "--distill_epochs=2", "--learning_rate=1e-4", "--nojit_compile",
-        "--speeds=0,0.3,0.6,1", "--timing_examples=0", "--max_calibration_examples=600",
+        "--speeds=0,0.3,0.6,1", "--timing_examples=0",
+        "--calibration_source=held_out", "--max_calibration_examples=600",
     ]
     done = _train(*args)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -93,7 +93,7 @@ def read_split(task, split, data_dir=None):
 def training_rows(task, data, seed):
     """(rows to train on, calibration rows held out or None) of `data` (a
     DataConfig): the held-out rows are drawn before `max_train_examples`."""
-    fraction = 0.0 if data.calibration_file else data.calibration_fraction
+    fraction = 0.0 if data.calibration_file or data.calibration_source == "dev" else data.calibration_fraction
     rest, held = hold_out(read_split(task, "train", data.data_dir), fraction, data.max_calibration_examples, seed)
     return rest.take(data.max_train_examples), held
 

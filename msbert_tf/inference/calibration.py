@@ -172,6 +172,9 @@ def calibration_rows(trained, data_file=None):
     if data_file:
         examples, labelled = read_rows(trained.task, data_file)
         where = data_file
+    elif trained.config.data.calibration_source == "dev":
+        examples, labelled = readers.read_split(trained.task, "dev", trained.config.data.data_dir), True
+        where = f"the {trained.task.name} dev set"
     else:
         examples = trained.run.load_calibration_rows(trained.task)
         if examples is None:

@@ -145,7 +145,7 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out,
 
 # Settings that make two teachers the same; the heads and stage 2 may differ.
 TEACHER_FIELDS = ("data.task", "data.data_dir", "data.train_file", "data.calibration_fraction",
-                  "data.max_calibration_examples", "data.calibration_file", "data.text_column",
+                  "data.max_calibration_examples", "data.calibration_source", "data.calibration_file", "data.text_column",
                   "data.text_pair_column", "data.label_column", "data.label_names", "data.max_seq_length", "data.batch_size", "data.max_train_examples",
                   "data.bucket_boundaries", "model.backbone", "model.gelu",
                   "model.num_layers", "model.strip_accents", "model.dropout", "model.random_backbone",
