@@ -200,3 +200,32 @@ def test_a_deeper_attention_head_converts_with_its_numbers(tmp_path):
     assert np.isfinite(got["probabilities"]).all()
     np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-5)
     np.testing.assert_allclose(got["hidden"], want["hidden"], atol=1e-4)
+
+
+def test_a_full_disk_during_export_leaves_no_bundle_and_keeps_the_old_one(exported, tmp_path, monkeypatch):
+    import errno
+
+    from msbert_tf.export import litert
+
+    trained, out, _ = exported
+    before = sorted(os.listdir(os.path.join(out, "tflite_none")))
+    real = litert.write_litert
+    calls = []
+
+    def fills_up(model, path, quantize):
+        calls.append(path)
+        if len(calls) == 2:  # the disk fills while stage 2 is written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(model, path, quantize)
+
+    monkeypatch.setattr(litert, "write_litert", fills_up)
+    with pytest.raises(UserInputError, match="No space left on device.*then export again"):
+        export_run(trained, out, formats=("tflite",), rule=ExitRule("entropy", 0.5))
+    # The earlier bundle is untouched and nothing half-written is left beside it.
+    assert sorted(os.listdir(os.path.join(out, "tflite_none"))) == before
+    assert not [name for name in os.listdir(out) if name.endswith(".partial")]
+    fresh = tmp_path / "fresh"
+    with pytest.raises(UserInputError, match="No space left"):
+        calls.clear()
+        export_run(trained, str(fresh), formats=("tflite",), rule=ExitRule("entropy", 0.5))
+    assert os.listdir(fresh) == []

@@ -17,6 +17,7 @@ export_run(trained, "runs/sst2/export", quantize=("none", "dynamic"))
 import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 from absl import logging
@@ -63,7 +64,7 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
         )
     if rule.kind in ("patience", "learned"):
         raise UserInputError(
-            f"exported models decide by entropy or topk so far; the {rule.kind} rule runs in Python "
+            f"exported models decide by entropy or topk; the {rule.kind} rule is evaluation-only so far "
             "(predict, evaluate): pass --uncertainty=entropy or topk."
         )
 
@@ -120,12 +121,7 @@ def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
         },
     }
     write_atomically(os.path.join(path, MANIFEST), json.dumps(manifest, indent=2))
-    try:
-        _self_check(trained, path, quantize)
-    except Exception:
-        # Without its manifest the folder is not a bundle: no runner loads it.
-        os.remove(os.path.join(path, MANIFEST))
-        raise
+    _self_check(trained, path, quantize)
     return path
 
 
@@ -156,14 +152,38 @@ def export_run(trained, output_dir, formats=FORMATS, quantize=("none",), max_seq
     paths = []
     if "tflite" in formats:
         for mode in quantize:
-            path = os.path.join(output_dir, f"tflite_{mode}")
-            paths.append(write_litert_bundle(trained, path, mode, max_seq_length, rule))
+            paths.append(_write_folder_atomically(
+                os.path.join(output_dir, f"tflite_{mode}"),
+                lambda path: write_litert_bundle(trained, path, mode, max_seq_length, rule),
+            ))
     if "saved_model" in formats:
         preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
             trained.preprocessor.tokenizer, sequence_length=max_seq_length
         )
-        path = os.path.join(output_dir, "saved_model")
-        paths.append(serving.write_saved_model(
-            trained.classifier, preprocessor, trained.task.label_names, rule, path
+        paths.append(_write_folder_atomically(
+            os.path.join(output_dir, "saved_model"),
+            lambda path: serving.write_saved_model(trained.classifier, preprocessor, trained.task.label_names, rule, path),
         ))
     return paths
+
+
+def _write_folder_atomically(path, write):
+    """Builds a bundle under a temporary name beside `path`, then renames it
+    into place: a failed or killed export leaves no folder that looks like a
+    bundle, and an earlier bundle at `path` stays until the new one is whole."""
+    partial = path + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        write(partial)
+    except OSError as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise UserInputError(
+            f"could not write {path} ({e.strerror or e}): free some disk space or pick another "
+            "--output_dir, then export again."
+        ) from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(partial, path)
+    return path
