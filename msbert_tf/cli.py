@@ -1,10 +1,24 @@
 """What every CLI shares: bad input is one `error:` line and exit code 2."""
 
+import errno
+import os
 import sys
+import warnings
 
 from absl import app
 
 from msbert_tf.errors import UserInputError
+
+# Set before any command module imports TensorFlow (each imports this first).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# Faults of the machine a user fixes, not a bug to report with a traceback.
+_MACHINE_FAULTS = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some disk space (quota)",
+    errno.EROFS: "pick a folder on a writable file system",
+    errno.EACCES: "pick a folder you may write to",
+}
 
 
 def guarded(main):
@@ -19,10 +33,28 @@ def guarded(main):
         except UserInputError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except OSError as e:
+            if e.errno not in _MACHINE_FAULTS:
+                raise
+            where = f" writing {e.filename}" if e.filename else ""
+            print(
+                f"error: {e.strerror}{where}: {_MACHINE_FAULTS[e.errno]}, then run the same command again "
+                "(training resumes from its last checkpoint; nothing finished is lost).",
+                file=sys.stderr,
+            )
+            return 2
 
     return run_main
 
 
 def run(main):
-    """Runs an absl `main(argv)` as a command: bad input exits 2 with one line."""
+    """Runs an absl `main(argv)` as a command: bad input exits 2 with one line.
+
+    Quieter by default: TensorFlow's C++ log lines (a failed CUDA probe on a
+    CPU machine, oneDNN notices) are hidden unless TF_CPP_MIN_LOG_LEVEL is
+    set, except the few TensorFlow 2.21 writes before its logger starts; and
+    Keras' warning that a tf.data stream ignores `shuffle` (ours are shuffled
+    by the pipeline) is dropped.
+    """
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     app.run(lambda argv: sys.exit(guarded(main)(argv)))

@@ -130,3 +130,25 @@ def test_training_too_small_to_calibrate_keeps_the_full_model_and_says_why(run):
     record = RunDir(run).load_threshold()
     assert record["certified"] is False and record["speed"] == 0.0
     assert "needs at least 230 rows" in record["summary"]
+
+
+def test_a_full_disk_anywhere_in_a_command_is_one_line(capsys):
+    from msbert_tf import cli
+
+    def fills_up(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/sst2/checkpoints/teacher/x")
+
+    code = cli.guarded(fills_up)(["train"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "No space left on device writing /runs/sst2/checkpoints/teacher/x: free some disk space" in err
+
+
+def test_other_os_errors_are_not_disguised():
+    from msbert_tf import cli
+
+    def broken(argv):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError):
+        cli.guarded(broken)(["train"])
