@@ -157,7 +157,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
         ({"quantize": ("int4",)}, "unknown quantization 'int4'"),
         ({"max_seq_length": 100000}, "max_seq_length=100000 is outside"),
         ({"formats": ("onnx",)}, "unknown export format 'onnx'"),
-        ({"rule": ExitRule("patience")}, "patience rule is evaluation-only"),
+        ({"rule": ExitRule("patience")}, "the patience rule is evaluation-only"),
     ],
 )
 def test_bad_export_requests(exported, tmp_path, kwargs, message):
@@ -229,3 +229,49 @@ def test_a_full_disk_during_export_leaves_no_bundle_and_keeps_the_old_one(export
         calls.clear()
         export_run(trained, str(fresh), formats=("tflite",), rule=ExitRule("entropy", 0.5))
     assert os.listdir(fresh) == []
+
+
+def test_learned_rule_bundle_decides_like_keras(exported, tmp_path):
+    """The learned rule's coefficients travel in the manifest; the reference
+    runner's exits and labels equal the Keras early-exit path's."""
+    import dataclasses
+
+    from msbert_tf.data import pipeline
+    from msbert_tf.export.runner import LiteRTRunner
+    from msbert_tf.inference.early_exit import EarlyExitPredictor
+
+    trained, _, dev = exported
+    weights = tuple(map(tuple, np.random.default_rng(2).normal(size=(2, 8)).tolist()))
+    rule = ExitRule("learned", 0.5, weights=weights)
+    (path,) = export_run(trained, str(tmp_path / "out"), formats=("tflite",), rule=rule)
+    runner = LiteRTRunner(path)
+    assert runner.rule.weights == weights
+    split = pipeline.encode(dev, trained.preprocessor)
+    predictor = EarlyExitPredictor(trained.classifier)
+    exits = []
+    for speed in (0.3, 0.6):
+        for i in range(len(dev)):
+            ids = {k: v[i:i + 1][:, : int(split.lengths[i])] for k, v in split.features.items()}
+            want = predictor.predict(ids, dataclasses.replace(rule, speed=speed))
+            got = runner.classify_ids(ids, threshold=speed)
+            assert (got["exit_layer"], got["label_id"]) == (int(want.exit_layers[0]), int(want.labels[0]))
+            exits.append(got["exit_layer"])
+    assert len(set(exits)) > 1  # the decisions really vary
+
+
+def test_learned_rule_saved_model_decides_like_predict(exported, tmp_path):
+    import tensorflow as tf
+
+    from msbert_tf.inference.predict import predict_texts
+
+    trained, _, dev = exported
+    weights = tuple(map(tuple, np.random.default_rng(2).normal(size=(2, 8)).tolist()))
+    rule = ExitRule("learned", 0.5, weights=weights)
+    (path,) = export_run(trained, str(tmp_path / "out"), formats=("saved_model",), rule=rule)
+    served = tf.saved_model.load(path)
+    texts = list(dev.text_a[:16])
+    for t in (0.3, 0.6):
+        got = served.signatures["classify"](text=tf.constant(texts), threshold=tf.constant(t, tf.float64))
+        want = predict_texts(trained, texts, ExitRule("learned", t, weights=weights))
+        assert got["exit_layer"].numpy().tolist() == [w["exit_layer"] for w in want]
+        assert got["label_id"].numpy().tolist() == [int(w["label"]) for w in want]

@@ -62,10 +62,10 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
             f"task {trained.task.name} classifies sentence pairs; the bundles take one text "
             "so far: export a single-sentence task."
         )
-    if rule.kind in ("patience", "learned"):
+    if rule.kind == "patience":
         raise UserInputError(
-            f"exported models decide by entropy or topk; the {rule.kind} rule is evaluation-only so far "
-            "(predict, evaluate): pass --uncertainty=entropy or topk."
+            "exported models decide by entropy, topk or learned; the patience rule is evaluation-only "
+            "so far (predict, evaluate): pass --uncertainty=entropy, topk or learned."
         )
 
 
@@ -74,6 +74,16 @@ def _tensor_specs(details):
         name: {"shape": [int(d) for d in detail["shape_signature"]], "dtype": np.dtype(detail["dtype"]).name}
         for name, detail in sorted(details.items())
     }
+
+
+def _exit_rule(rule):
+    entry = {"uncertainty": rule.kind, "top_k": rule.top_k, "threshold": rule.speed}
+    if rule.kind == "learned":
+        from msbert_tf.inference.learned_exit import FEATURES
+
+        # One row per exit but the last: the features' coefficients, then the bias.
+        entry.update(features=list(FEATURES), weights=[list(row) for row in rule.weights])
+    return entry
 
 
 def _tokenizer_settings(tokenizer, max_seq_length):
@@ -112,7 +122,7 @@ def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
         "quantize": quantize,
         "num_layers": trained.classifier.num_layers,
         "hidden_dim": trained.classifier.backbone.hidden_dim,
-        "exit_rule": {"uncertainty": rule.kind, "top_k": rule.top_k, "threshold": rule.speed},
+        "exit_rule": _exit_rule(rule),
         "tokenizer": _tokenizer_settings(tokenizer, max_seq_length),
         "stages": stage_entries,
         "sha256": {

@@ -11,6 +11,7 @@ runner.classify("a gripping, funny film")
 ```
 """
 
+import dataclasses
 import json
 import os
 
@@ -64,7 +65,8 @@ class LiteRTRunner:
             strip_accents=settings["strip_accents"],
         )
         rule = self.manifest["exit_rule"]
-        self.rule = ExitRule(rule["uncertainty"], rule["threshold"], rule["top_k"])
+        weights = tuple(tuple(row) for row in rule["weights"]) if rule.get("weights") else None
+        self.rule = ExitRule(rule["uncertainty"], rule["threshold"], rule["top_k"], weights=weights)
 
     def encode(self, text):
         """[CLS] text [SEP], cut to the bundle's max length, as 1 x T int32 arrays."""
@@ -88,10 +90,13 @@ class LiteRTRunner:
 
     def classify_ids(self, inputs, threshold=None):
         """Early exit on one example's arrays (1 x T), as the app runs it."""
-        rule = self.rule if threshold is None else ExitRule(self.rule.kind, threshold, self.rule.top_k)
+        rule = self.rule if threshold is None else dataclasses.replace(self.rule, speed=threshold)
         rule.validate(len(self.manifest["labels"]))
+        seen = []
         for layer, probs in enumerate(self.stage_probabilities(inputs)):
-            if layer == len(self.stages) - 1 or rule.uncertainty(probs) <= rule.speed:
+            seen.append(probs)
+            # The learned rule reads every exit so far; the others only the last.
+            if layer == len(self.stages) - 1 or rule.uncertainty(np.stack(seen)[None])[0, -1] <= rule.speed:
                 break
         label_id = int(np.argmax(probs))
         return {

@@ -28,7 +28,7 @@ from msbert_tf.inference.early_exit import early_exit
 
 
 def write_saved_model(classifier, preprocessor, label_names, rule, path):
-    """Writes the SavedModel for `rule` (entropy or topk) with its threshold as default."""
+    """Writes the SavedModel for `rule` (entropy, topk or learned) with its threshold as default."""
     labels = tf.constant(list(label_names))
 
     def outputs(features, threshold):
@@ -37,7 +37,8 @@ def write_saved_model(classifier, preprocessor, label_names, rule, path):
             tf.logical_and(threshold >= 0.0, threshold <= 1.0),
             ["threshold must be in [0, 1] (0 runs every layer, 1 exits at the first); got", threshold],
         )
-        probs, exits = early_exit(classifier, features, rule.kind, threshold, rule.top_k)
+        weights = tf.constant(rule.weights, tf.float64) if rule.kind == "learned" else None
+        probs, exits = early_exit(classifier, features, rule.kind, threshold, rule.top_k, weights=weights)
         label_id = tf.argmax(probs, axis=-1, output_type=tf.int32)
         return {
             "label": tf.gather(labels, label_id),
