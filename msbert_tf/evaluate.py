@@ -26,6 +26,7 @@ def main(argv):
     from msbert_tf.data import pipeline, readers
     from msbert_tf.inference.evaluation import evaluate
     from msbert_tf.inference.loading import load_run
+    from msbert_tf.inference.predict import learned_weights
     from msbert_tf.run_dir import writable_folder
 
     if not FLAGS.run_dir or not FLAGS.data_file:
@@ -43,7 +44,8 @@ def main(argv):
     if len(examples) == 0:
         raise UserInputError(f"{FLAGS.data_file} has no rows to evaluate (only a header?).")
     split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(FLAGS.data_file))
-    rules = eval_flags.rules_from_flags(trained.classifier.num_layers, trained.task)
+    weights = learned_weights(trained) if FLAGS.uncertainty == "learned" else None
+    rules = eval_flags.rules_from_flags(trained.classifier.num_layers, trained.task, weights)
     result = evaluate(
         trained.classifier, split, rules, FLAGS.max_drop,
         batch_size=trained.config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,

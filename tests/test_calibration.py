@@ -190,3 +190,23 @@ def test_dev_as_calibration_source_holds_nothing_out(tiny_run):
     assert (len(examples), labelled, where) == (872, True, "the sst2 dev set")
     rows, held = readers.training_rows(get_task("sst2"), trained.config.data, seed=42)
     assert held is None and len(rows) == 96
+
+
+def test_evaluate_sweeps_the_learned_rule(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    from msbert_tf import MSBert
+    from tests.conftest import GLUE_DIR
+
+    MSBert.load(tiny_run).calibrate(uncertainty="learned")
+    done = subprocess.run(
+        [sys.executable, "-m", "msbert_tf.evaluate", f"--run_dir={tiny_run}", f"--data_file={GLUE_DIR}/SST-2/dev.tsv",
+         "--max_examples=32", "--uncertainty=learned", "--speeds=0,0.5,1", "--timing_examples=0",
+         f"--output={tmp_path}/eval.json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    sweep = json.loads((tmp_path / "eval.json").read_text())["sweep"]
+    assert [p["uncertainty"] for p in sweep] == ["learned"] * 3
+    assert sweep[0]["mean_exit_layer"] == 2 and sweep[-1]["mean_exit_layer"] == 1

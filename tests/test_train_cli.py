@@ -110,6 +110,7 @@ def _train_in_process(capsys, monkeypatch, *args):
         (["--uncertainty=topk", "--top_k=3"], "top_k must be between 2 and the number of labels (2)"),
         (["--uncertainty=patience", "--speeds=0.5"], "the patience rule sweeps every patience"),
         (["--tolerances=0.1"], "--tolerances applies to regression tasks"),
+        (["--uncertainty=learned"], "the learned rule is fitted after training"),
     ],
 )
 def test_bad_thresholds_fail_before_training(tmp_path, capsys, monkeypatch, args, message):
