@@ -1,4 +1,4 @@
-"""Certify a run's exit threshold on rows it never trained on.
+r"""Certify a run's exit threshold on rows it never trained on.
 
     python -m msbert_tf.calibrate --run_dir=runs/sst2
     python -m msbert_tf.calibrate --run_dir=runs/sst2 --data_file=unlabelled.txt \

@@ -57,4 +57,9 @@ def run(main):
     by the pipeline) is dropped.
     """
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-    app.run(lambda argv: sys.exit(guarded(main)(argv)))
+    try:
+        app.run(lambda argv: sys.exit(guarded(main)(argv)))
+    except SystemExit as e:
+        # absl exits 1 after printing the help a user asked for: that is success.
+        asked = any(arg in ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml") for arg in sys.argv[1:])
+        raise SystemExit(0 if asked and e.code == 1 else e.code) from None

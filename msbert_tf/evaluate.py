@@ -1,4 +1,4 @@
-"""Evaluate a trained run with early exit on any labelled file of its task.
+r"""Evaluate a trained run with early exit on any labelled file of its task.
 
     python -m msbert_tf.evaluate --run_dir=runs/sst2 \
         --data_file=../shared/data/glue/SST-2/dev.tsv --output=runs/sst2/eval/report.json
@@ -19,6 +19,8 @@ flags.DEFINE_string("task", None, "Task of the file; must be the run's task (def
 flags.DEFINE_string("output", None, "Report path (.json); default RUN/eval/report.json.")
 flags.DEFINE_integer("max_examples", None, "Evaluate only the first N rows.")
 FLAGS = flags.FLAGS
+# The evaluation's flags are this command's too: --help lists them.
+flags.adopt_module_key_flags(eval_flags)
 
 
 def main(argv):

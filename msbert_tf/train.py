@@ -1,4 +1,4 @@
-"""Train MS-BERT: teacher fine-tune, exit-head self-distillation, dev report.
+r"""Train MS-BERT: teacher fine-tune, exit-head self-distillation, dev report.
 
     python -m msbert_tf.train --task=sst2 --data_dir=../shared/data/glue \
         --output_dir=runs/sst2
@@ -18,6 +18,8 @@ from msbert_tf.config import RunConfig
 from msbert_tf.errors import UserInputError
 
 FLAGS = flags.FLAGS
+# The evaluation's flags are this command's too: --help lists them.
+flags.adopt_module_key_flags(eval_flags)
 flags.DEFINE_string("config", None, "A run preset (JSON), e.g. configs/sst2.json.")
 flags.DEFINE_string("output_dir", None, "Run folder: config, weights, checkpoints, logs, report.")
 flags.DEFINE_string("task", None, "Task name, e.g. sst2.")

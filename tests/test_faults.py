@@ -152,3 +152,27 @@ def test_other_os_errors_are_not_disguised():
 
     with pytest.raises(OSError):
         cli.guarded(broken)(["train"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"uncertainty": "bogus"}, "uncertainty 'bogus' is not one of"),
+     ({"uncertainty": "patience", "speed": 0.5}, "the patience rule has no speed"),
+     ({"top_k": 3, "speed": 0.5}, "the entropy rule does not read it")],
+)
+def test_settings_a_rule_would_ignore_are_refused(run, kwargs, message):
+    with pytest.raises(UserInputError, match=message):
+        MSBert.load(run).predict(["fine"], **kwargs)
+
+
+def test_help_lists_the_evaluation_flags_and_exits_0():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "msbert_tf.evaluate", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0
+    for flag in ("--run_dir", "--speeds", "--uncertainty", "--top_k", "--max_drop", "--tolerances"):
+        assert flag in done.stdout, flag
+    # The usage example keeps its line break.
+    assert "--run_dir=runs/sst2 \\\n" in done.stdout

@@ -1,4 +1,4 @@
-"""Export a trained run for phones (per-stage LiteRT) and servers (SavedModel).
+r"""Export a trained run for phones (per-stage LiteRT) and servers (SavedModel).
 
     python -m msbert_tf.export --run_dir=runs/sst2 --output_dir=runs/sst2/export \
         --formats=tflite,saved_model --quantize=none,dynamic,float16

@@ -16,18 +16,25 @@ from msbert_tf.data.readers import Examples
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference.early_exit import EarlyExitPredictor
 from msbert_tf.inference.evaluation import DEFAULT_TOLERANCES, default_uncertainty
-from msbert_tf.inference.uncertainty import ExitRule
+from msbert_tf.inference.uncertainty import RULES, ExitRule
 
 
 def default_rule(trained, speed=None, uncertainty=None, top_k=None):
     """The run's chosen threshold (exit_threshold.json), with any override."""
     chosen = trained.run.load_threshold()
+    if uncertainty and uncertainty not in RULES:
+        raise UserInputError(f"uncertainty {uncertainty!r} is not one of {', '.join(RULES)}.")
+    kind = uncertainty or chosen.get("uncertainty") or default_uncertainty(trained.task)
+    # A setting the rule never reads would be dropped without a word.
+    if kind == "patience" and speed is not None:
+        raise UserInputError("the patience rule has no speed: it exits once exits agree; drop --speed.")
+    if top_k is not None and kind != "topk":
+        raise UserInputError(f"--top_k sets the topk rule's K; the {kind} rule does not read it: drop --top_k.")
     if uncertainty and chosen and uncertainty != chosen.get("uncertainty") and speed is None:
         raise UserInputError(
             f"the run's threshold was chosen for the {chosen.get('uncertainty')} rule; "
             f"with --uncertainty={uncertainty} pass --speed as well."
         )
-    kind = uncertainty or chosen.get("uncertainty") or default_uncertainty(trained.task)
     rule = ExitRule(
         kind=kind,
         speed=chosen.get("speed", 0.0) if speed is None else speed,
