@@ -14,7 +14,6 @@ export_run(trained, "runs/sst2/export", quantize=("none", "dynamic"))
 ```
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,25 +23,15 @@ from absl import logging
 
 from msbert_tf.errors import UserInputError
 from msbert_tf.export import litert, serving, stages
+from msbert_tf.export.manifest import BUNDLE_VERSION, MANIFEST, VOCABULARY, sha256
 from msbert_tf.inference.early_exit import EarlyExitPredictor
 from msbert_tf.inference.predict import default_rule
 from msbert_tf.run_dir import writable_folder, write_atomically
 
 FORMATS = ("tflite", "saved_model")
-MANIFEST = "manifest.json"
-VOCABULARY = "vocab.txt"
-BUNDLE_VERSION = 1
 # A float32 stage chain must reproduce Keras this closely (checked at export).
 FLOAT_TOLERANCE = 1e-4
 _PROBE = "exporting checks that this sentence gives the same answer on both sides."
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_request(trained, formats, quantize, max_seq_length, rule):

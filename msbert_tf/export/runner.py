@@ -19,7 +19,7 @@ import numpy as np
 
 from msbert_tf.errors import UserInputError
 from msbert_tf.export import litert
-from msbert_tf.export.bundle import BUNDLE_VERSION, MANIFEST, sha256
+from msbert_tf.export.manifest import BUNDLE_VERSION, MANIFEST, sha256
 from msbert_tf.inference.uncertainty import ExitRule
 
 

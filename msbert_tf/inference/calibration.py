@@ -28,7 +28,7 @@ from msbert_tf.inference import flops, risk_control
 from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate
 from msbert_tf.inference.exit_metrics import exit_logits
 from msbert_tf.inference.sweep import flops_speedup
-from msbert_tf.inference.uncertainty import ExitRule
+from msbert_tf.inference.uncertainty import ExitRule, default_uncertainty
 
 RISKS = ("disagreement", "accuracy_drop")
 DEFAULT_RISK = "disagreement"
@@ -222,7 +222,6 @@ def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFA
     """Certifies a threshold for a run folder (or an already loaded
     `trained` run) and writes it to `RUN/exit_threshold.json`, the default of
     predict, export and the SavedModel. Returns the record."""
-    from msbert_tf.inference.evaluation import default_uncertainty
     from msbert_tf.inference.loading import load_run
 
     # Levels and rule first: a bad one is refused before any model runs.
@@ -255,8 +254,6 @@ def calibrate_after_training(trained):
     try:
         return calibrate_run(trained=trained)
     except risk_control.TooFewRows as e:
-        from msbert_tf.inference.evaluation import default_uncertainty
-
         record = {
             "uncertainty": default_uncertainty(trained.task), "speed": 0.0, "top_k": None, "patience": None,
             "tolerance": None, "certified": False, "risk": DEFAULT_RISK, "max_risk": DEFAULT_MAX_RISK,

@@ -11,7 +11,7 @@ from msbert_tf.inference.calibration import oracle_exit_layers
 from msbert_tf.inference.early_exit import exit_outputs
 from msbert_tf.inference.exit_metrics import exit_logits, exit_metrics
 from msbert_tf.inference.sweep import WallClock, choose_speed, flops_speedup, sweep
-from msbert_tf.inference.uncertainty import ExitRule
+from msbert_tf.inference.uncertainty import ExitRule, default_uncertainty  # noqa: F401 - re-exported
 
 DEFAULT_SPEEDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
 
@@ -19,10 +19,6 @@ DEFAULT_SPEEDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
 # Regression (STS-B, scores 0-5): how close two exits' values must be to agree.
 DEFAULT_TOLERANCES = (0.1, 0.2, 0.3, 0.5)
 
-
-def default_uncertainty(task):
-    """Entropy for classification; patience for regression, its only rule."""
-    return "patience" if task.regression else "entropy"
 
 
 def rules_for(uncertainty, speeds=DEFAULT_SPEEDS, top_k=2, num_layers=None, tolerances=(0.0,)):

@@ -21,7 +21,7 @@ uncertainty(probs[:, :-1], weights)      # B x (L - 1), in [0, 1]
 import numpy as np
 import tensorflow as tf
 
-from msbert_tf.inference.uncertainty import entropy
+from msbert_tf.inference.entropy import entropy
 
 FEATURES = ("top_probability", "entropy", "margin", "agrees_with_previous", "agreeing_run",
             "previous_top_probability", "top_probability_x_agrees")

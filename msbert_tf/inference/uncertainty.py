@@ -24,27 +24,15 @@ import dataclasses
 import numpy as np
 
 from msbert_tf.errors import UserInputError
+from msbert_tf.inference import learned_exit
+from msbert_tf.inference.entropy import entropy, top_k_entropy  # noqa: F401 - the rules' measures, re-exported
 
 RULES = ("entropy", "topk", "patience", "learned")
-_TINY = 1e-12
 
 
-def entropy(probs):
-    """Normalised entropy of each row of `probs` (... x N), in [0, 1]."""
-    probs = np.asarray(probs, np.float64)
-    n = probs.shape[-1]
-    # At most 1 in exact arithmetic; the cap keeps rounding from lifting a
-    # uniform row above speed 1.
-    return np.minimum(-np.sum(probs * np.log(np.maximum(probs, _TINY)), axis=-1) / np.log(n), 1.0)
-
-
-def top_k_entropy(probs, k):
-    """Entropy of the renormalised K largest probabilities, over log K."""
-    probs = np.asarray(probs, np.float64)
-    top = -np.sort(-probs, axis=-1)[..., :k]
-    return entropy(top / np.maximum(top.sum(axis=-1, keepdims=True), _TINY))
-
-
+def default_uncertainty(task):
+    """Entropy for classification; patience for regression, its only rule."""
+    return "patience" if task.regression else "entropy"
 @dataclasses.dataclass(frozen=True)
 class ExitRule:
     """An exit rule and its threshold.
@@ -93,8 +81,6 @@ class ExitRule:
 
     def uncertainty(self, probs):
         if self.kind == "learned":
-            from msbert_tf.inference import learned_exit
-
             return learned_exit.uncertainty(probs, self.weights)
         if self.kind == "topk":
             return top_k_entropy(probs, self.top_k)
