@@ -14,6 +14,7 @@ import os
 
 from msbert_tf.config import RunConfig
 from msbert_tf.errors import UserInputError
+from msbert_tf.inference.risk_control import DEFAULT_CONFIDENCE, DEFAULT_MAX_RISK, DEFAULT_RISK
 
 
 class MSBert:
@@ -61,8 +62,8 @@ class MSBert:
             self.calibration = calibrate_after_training(self._trained)
         return self
 
-    def calibrate(self, data_file=None, risk="disagreement", max_risk=0.01, confidence=0.9,
-                  uncertainty=None, top_k=2):
+    def calibrate(self, data_file=None, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
+                  confidence=DEFAULT_CONFIDENCE, uncertainty=None, top_k=2):
         """Certifies the exit threshold on rows the model never trained on
         (default: the rows training held out) and makes it the default of
         `predict` and export; returns the record (`record["summary"]` says

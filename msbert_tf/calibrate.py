@@ -16,7 +16,7 @@ from absl import flags
 
 from msbert_tf import cli
 from msbert_tf.errors import UserInputError
-from msbert_tf.inference.calibration import (
+from msbert_tf.inference.risk_control import (
     DEFAULT_CONFIDENCE, DEFAULT_DISAGREEMENT_TOLERANCE, DEFAULT_MAX_RISK, DEFAULT_RISK, RISKS,
 )
 

@@ -38,3 +38,14 @@ def tiny_config(glue_dir, **distill):
             "checkpoint_every_steps": 3,
         }
     )
+
+
+def fit_tiny_run(tmp_path_factory, max_calibration_examples):
+    """A trained tiny run (no XLA) holding out this many calibration rows: (folder, MSBert)."""
+    from msbert_tf import MSBert
+
+    config = tiny_config(GLUE_DIR)
+    config.jit_compile = False
+    config.data.max_calibration_examples = max_calibration_examples
+    out = str(tmp_path_factory.mktemp("run"))
+    return out, MSBert(out, config=config).fit(verbose=0)

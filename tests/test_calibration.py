@@ -148,14 +148,9 @@ def test_cli_calibrates_and_predict_uses_it(tiny_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from msbert_tf import MSBert
-    from tests.conftest import GLUE_DIR, tiny_config
+    from tests.conftest import fit_tiny_run
 
-    config = tiny_config(GLUE_DIR)
-    config.jit_compile = False
-    config.data.max_calibration_examples = 240
-    out = str(tmp_path_factory.mktemp("run"))
-    model = MSBert(out, config=config).fit(verbose=0)
+    out, model = fit_tiny_run(tmp_path_factory, max_calibration_examples=240)
     # fit() ended by calibrating on the 240 rows it held out.
     assert model.calibration["calibration_rows"] == 240
     assert model.calibration["rows"] == "the training rows held out of this run"

@@ -9,17 +9,12 @@ import pytest
 from msbert_tf import MSBert
 from msbert_tf.errors import UserInputError
 from msbert_tf.run_dir import RunDir, writable_folder, write_atomically
-from tests.conftest import GLUE_DIR, tiny_config
+from tests.conftest import GLUE_DIR, fit_tiny_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    config = tiny_config(GLUE_DIR)
-    config.jit_compile = False
-    config.data.max_calibration_examples = 8
-    out = str(tmp_path_factory.mktemp("run"))
-    MSBert(out, config=config).fit(verbose=0)
-    return out
+    return fit_tiny_run(tmp_path_factory, max_calibration_examples=8)[0]
 
 
 def _cli(module, *args):

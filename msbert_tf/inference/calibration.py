@@ -28,14 +28,11 @@ from msbert_tf.inference import flops, risk_control
 from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate
 from msbert_tf.inference.exit_metrics import exit_logits
 from msbert_tf.inference.sweep import flops_speedup
+from msbert_tf.inference.risk_control import (  # the defaults live there, TensorFlow-free, for the CLI and API
+    DEFAULT_CONFIDENCE, DEFAULT_DISAGREEMENT_TOLERANCE, DEFAULT_MAX_RISK, DEFAULT_RISK, RISKS,
+)
 from msbert_tf.inference.uncertainty import ExitRule, default_uncertainty
 
-RISKS = ("disagreement", "accuracy_drop")
-DEFAULT_RISK = "disagreement"
-DEFAULT_MAX_RISK = 0.01
-DEFAULT_CONFIDENCE = 0.9
-# Regression: two values disagree when further apart than this (score points).
-DEFAULT_DISAGREEMENT_TOLERANCE = 0.25
 # The family tested, safest first: entropy / top-K speeds on a 0.005 grid
 # (a finer grid costs fixed-sequence testing nothing in validity) ...
 SPEEDS = tuple(round(s, 3) for s in np.linspace(0.0, 1.0, 201))
@@ -241,7 +238,7 @@ def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFA
         uncertainty, top_k, split.labels if labelled else None, disagreement_tolerance, weights,
     )
     record["rows"] = where
-    record["summary"] = summary(record, f"{where}")
+    record["summary"] = summary(record, where)
     if save:
         trained.run.save_threshold(record)
     return record

@@ -26,6 +26,13 @@ from scipy import stats
 
 from msbert_tf.errors import UserInputError
 
+RISKS = ("disagreement", "accuracy_drop")
+DEFAULT_RISK = "disagreement"
+DEFAULT_MAX_RISK = 0.01
+DEFAULT_CONFIDENCE = 0.9
+# Regression: two values disagree when further apart than this (score points).
+DEFAULT_DISAGREEMENT_TOLERANCE = 0.25
+
 
 class TooFewRows(UserInputError):
     """The calibration rows cannot certify anything at the asked level."""
