@@ -134,6 +134,10 @@ class DistillConfig:
     layer_weight_temperature: float = 1.0
     sinkhorn_epsilon: float = 0.01
     sinkhorn_iterations: int = 200
+    # Stage 2's own seed (the heads' first weights, batch order, dropout);
+    # None: the run's `seed`. Seeds of stage 2 on one teacher (`teacher_from`
+    # needs the teacher's `seed`) are how loss comparisons get a spread.
+    seed: Optional[int] = None
 
 
 @dataclasses.dataclass

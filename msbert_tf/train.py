@@ -56,6 +56,7 @@ flags.DEFINE_enum("calibration_source", None, ["held_out", "dev"], "Calibration 
 flags.DEFINE_string("calibration_file", None, "Calibrate on this file instead of a held-out slice: the task's layout, "
                     "or plain text (.txt) one example per line.")
 flags.DEFINE_integer("seed", None, "Random seed.")
+flags.DEFINE_integer("distill_seed", None, "Stage 2's own random seed (default: --seed).")
 flags.DEFINE_bool("jit_compile", None, "XLA for the train steps (--nojit_compile: off).")
 flags.DEFINE_integer("checkpoint_every_steps", None, "Save resumable state every N steps.")
 flags.DEFINE_string("teacher_from", None, "Reuse the fine-tuned teacher of this run folder.")
@@ -94,6 +95,7 @@ OVERRIDES = {
     "calibration_source": "data.calibration_source",
     "calibration_file": "data.calibration_file",
     "seed": "seed",
+    "distill_seed": "distill.seed",
     "jit_compile": "jit_compile",
     "checkpoint_every_steps": "checkpoint_every_steps",
     "teacher_from": "teacher_from",

@@ -114,6 +114,21 @@ def test_teacher_from_reuses_another_runs_teacher(glue_dir, tmp_path):
         _run(pooled, tmp_path / "fourth")
 
 
+def test_distill_seed_varies_stage_two_alone_on_one_teacher(glue_dir, tmp_path):
+    _run(tiny_config(glue_dir), tmp_path / "teacher")
+
+    def heads(folder, seed):
+        config = tiny_config(glue_dir, seed=seed)
+        config.teacher_from = str(tmp_path / "teacher")
+        classifier = _run(config, tmp_path / folder).classifier
+        return [w for head in classifier.exit_heads for w in _weights(head)]
+
+    first, again, other = heads("a", 7), heads("b", 7), heads("c", 8)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(first, other, strict=True))
+
+
 def test_a_launch_that_trained_nothing_does_not_bind_the_folder(glue_dir, tmp_path):
     from msbert_tf.run_dir import RunDir
 

@@ -63,6 +63,17 @@ class MSBertClassifier(keras.Model):
         self.teacher_dense.build((None, self.backbone.hidden_dim))
         self.built = True
 
+    def reset_exit_heads(self):
+        """Draws the exit heads' weights anew from Keras' global seed."""
+        for head in self.exit_heads:
+            fresh = make_head(
+                self.head, self.num_labels, self.head_dim, self.head_num_heads, self.dropout,
+                name=head.name, depth=self.head_depth,
+            )
+            fresh.build((None, None, self.backbone.hidden_dim))
+            for mine, drawn in zip(head.weights, fresh.weights, strict=True):
+                mine.assign(drawn)
+
     def embed(self, inputs, training=False):
         """Embeddings of `inputs` (the backbone's own layers, as it runs them)."""
         b = self.backbone

@@ -91,7 +91,7 @@ def _teacher_objective(task):
     }
 
 
-def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out, verbose, jit_compile):
+def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out, verbose, jit_compile, seed):
     """Runs one stage with checkpoints every `checkpoint_every_steps`.
 
     Keras' `BackupAndRestore` resumes at epoch boundaries, so the stage's
@@ -113,7 +113,7 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out,
         name, chunks * steps_per_chunk, batch_size, chunks, done,
     )
     dataset = pipeline.train_dataset(
-        split, batch_size, config.data.bucket_boundaries, seed=config.seed,
+        split, batch_size, config.data.bucket_boundaries, seed=seed,
         skip_batches=done * steps_per_chunk,
         pad_to_bucket_boundary=jit_compile,
     )
@@ -227,7 +227,7 @@ def _train_stages(config, task, run, out, verbose):
             "teacher", TeacherModel(classifier, config.teacher.train_token_embedding),
             **_teacher_objective(task),
             stage_config=config.teacher, split=train_split, config=config, run=run, out=out, verbose=verbose,
-            jit_compile=config.jit_compile,
+            jit_compile=config.jit_compile, seed=config.seed,
         )
         run_dir_lib.save_weights_atomically(classifier, out.teacher_weights)
         out.save_stages(stages)
@@ -241,6 +241,10 @@ def _train_stages(config, task, run, out, verbose):
         # Teacher only (e.g. the static smaller-model baseline): no heads trained.
         run_dir_lib.save_weights_atomically(classifier, out.model_weights)
         return TrainResult(classifier, preprocessor, task, dev_split, stages)
+    distill_seed = config.seed if config.distill.seed is None else config.distill.seed
+    if config.distill.seed is not None:
+        keras.utils.set_random_seed(distill_seed)
+        classifier.reset_exit_heads()
     distill_loss = DistillationLoss(
         config.distill,
         num_layers=classifier.num_layers,
@@ -251,7 +255,7 @@ def _train_stages(config, task, run, out, verbose):
     stages["distill"] = fit_stage(
         "distill", DistillationModel(classifier, distill_loss), loss=None, metrics=None,
         stage_config=config.distill, split=train_split, config=config, run=run, out=out, verbose=verbose,
-        jit_compile=config.jit_compile and config.distill.emd_solver != "exact",
+        jit_compile=config.jit_compile and config.distill.emd_solver != "exact", seed=distill_seed,
     )
     run_dir_lib.save_weights_atomically(classifier, out.model_weights)
     out.save_stages(stages)
