@@ -91,7 +91,7 @@ def main(argv):
     for mode in FLAGS.quantize:
         runner = LiteRTRunner(os.path.join(FLAGS.output_dir, f"tflite_{mode}"))
         # E x L x N: every stage of the chain, one example at a time.
-        chains[mode] = np.asarray([list(runner.stage_probabilities(ids)) for ids in encoded])
+        chains[mode] = np.asarray([list(runner.stage_outputs(ids)) for ids in encoded])
     float_probs = chains.get("none", keras_probs)
     pairs = [
         [simulate(p, ExitRule(rule.kind, speed, rule.top_k)) for p in (float_probs, keras_probs)]

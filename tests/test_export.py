@@ -157,7 +157,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
         ({"quantize": ("int4",)}, "unknown quantization 'int4'"),
         ({"max_seq_length": 100000}, "max_seq_length=100000 is outside"),
         ({"formats": ("onnx",)}, "unknown export format 'onnx'"),
-        ({"rule": ExitRule("patience")}, "the patience rule is evaluation-only"),
+        ({"rule": ExitRule("entropy", 1.5)}, r"must be in \[0, 1\], got 1.5"),
     ],
 )
 def test_bad_export_requests(exported, tmp_path, kwargs, message):

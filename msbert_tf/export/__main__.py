@@ -17,7 +17,7 @@ flags.DEFINE_list("formats", ["tflite", "saved_model"], "tflite and/or saved_mod
 flags.DEFINE_list("quantize", ["none"], "LiteRT variants: none, dynamic (int8 weights), float16.")
 flags.DEFINE_integer("max_seq_length", None, "Tokenizer max length (default: the run's).")
 flags.DEFINE_float("speed", None, "Default exit threshold (default: the run's chosen one).")
-flags.DEFINE_string("uncertainty", None, "entropy or topk (default: the run's).")
+flags.DEFINE_string("uncertainty", None, "entropy, topk, learned or patience (default: the run's).")
 flags.DEFINE_integer("top_k", None, "K of the top-K rule.")
 FLAGS = flags.FLAGS
 

@@ -40,21 +40,12 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
             raise UserInputError(f"unknown export format {name!r}: choose from {', '.join(FORMATS)}.")
     for mode in quantize:
         litert.check_quantize(mode)
+    rule.validate(trained.classifier.num_labels)
     limit = trained.classifier.backbone.max_sequence_length
     if not 2 < max_seq_length <= limit:
         raise UserInputError(
             f"max_seq_length={max_seq_length} is outside what the model takes (3 to {limit}): "
             "lower --max_seq_length."
-        )
-    if trained.task.is_pair:
-        raise UserInputError(
-            f"task {trained.task.name} classifies sentence pairs; the bundles take one text "
-            "so far: export a single-sentence task."
-        )
-    if rule.kind == "patience":
-        raise UserInputError(
-            "exported models decide by entropy, topk or learned; the patience rule is evaluation-only "
-            "so far (predict, evaluate): pass --uncertainty=entropy, topk or learned."
         )
 
 
@@ -67,6 +58,8 @@ def _tensor_specs(details):
 
 def _exit_rule(rule):
     entry = {"uncertainty": rule.kind, "top_k": rule.top_k, "threshold": rule.speed}
+    if rule.kind == "patience":
+        entry.update(patience=rule.patience, tolerance=rule.tolerance)
     if rule.kind == "learned":
         from msbert_tf.inference.learned_exit import FEATURES
 
@@ -75,7 +68,7 @@ def _exit_rule(rule):
     return entry
 
 
-def _tokenizer_settings(tokenizer, max_seq_length):
+def _tokenizer_settings(tokenizer, max_seq_length, is_pair):
     return {
         "vocabulary": VOCABULARY,
         "lowercase": bool(tokenizer.lowercase),
@@ -85,6 +78,9 @@ def _tokenizer_settings(tokenizer, max_seq_length):
         "sep_token_id": int(tokenizer.sep_token_id),
         "pad_token_id": int(tokenizer.pad_token_id),
         "unk_token_id": int(tokenizer.token_to_id("[UNK]")),
+        # How two texts share max_seq_length (the trainer's packer): one
+        # token from each in turn until it is spent.
+        **({"truncation": "round_robin"} if is_pair else {}),
     }
 
 
@@ -108,11 +104,13 @@ def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
         "version": BUNDLE_VERSION,
         "task": trained.task.name,
         "labels": list(trained.task.label_names),
+        "inputs": text_inputs(trained.task),
+        "output": stages.output_name(trained.classifier),
         "quantize": quantize,
         "num_layers": trained.classifier.num_layers,
         "hidden_dim": trained.classifier.backbone.hidden_dim,
         "exit_rule": _exit_rule(rule),
-        "tokenizer": _tokenizer_settings(tokenizer, max_seq_length),
+        "tokenizer": _tokenizer_settings(tokenizer, max_seq_length, trained.task.is_pair),
         "stages": stage_entries,
         "sha256": {
             name: sha256(os.path.join(path, name))
@@ -124,15 +122,21 @@ def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
     return path
 
 
+def text_inputs(task):
+    """The texts an example of `task` takes, by their names in the bundles."""
+    return ["text", "text_pair"] if task.is_pair else ["text"]
+
+
 def _self_check(trained, path, quantize):
     """Runs the whole chain once and compares it with Keras (FINDINGS 5: NaN traps)."""
     from msbert_tf.export.runner import LiteRTRunner
     from msbert_tf.inference.uncertainty import ExitRule
 
     runner = LiteRTRunner(path)
-    ids = runner.encode(_PROBE)
-    full = ExitRule("entropy", speed=0.0)
-    got = runner.classify_ids(ids, threshold=0.0)["probabilities"]
+    ids = runner.encode(*[_PROBE] * len(runner.text_inputs))
+    got = list(runner.stage_outputs(ids))[-1]
+    # Patience of L agreeing exits is never met: every layer runs, for any task.
+    full = ExitRule("patience", patience=trained.classifier.num_layers)
     want = EarlyExitPredictor(trained.classifier).predict(ids, full).probs[0]
     diff = float(np.max(np.abs(np.asarray(got) - want)))
     if not np.all(np.isfinite(got)) or (quantize == "none" and diff > FLOAT_TOLERANCE):
@@ -161,7 +165,9 @@ def export_run(trained, output_dir, formats=FORMATS, quantize=("none",), max_seq
         )
         paths.append(_write_folder_atomically(
             os.path.join(output_dir, "saved_model"),
-            lambda path: serving.write_saved_model(trained.classifier, preprocessor, trained.task.label_names, rule, path),
+            lambda path: serving.write_saved_model(
+                trained.classifier, preprocessor, trained.task.label_names, rule, path, text_inputs(trained.task),
+            ),
         ))
     return paths
 

@@ -8,6 +8,8 @@ and stage graphs) and the stock LiteRT interpreter, no Flex delegate.
 runner = LiteRTRunner("runs/sst2/export/tflite_none", num_threads=2)
 runner.classify("a gripping, funny film")
 # {"label": "1", "label_id": 1, "probabilities": [...], "exit_layer": 2}
+# A pair task's bundle: runner.classify("a man plays", text_pair="a person plays");
+# a regression's: {"value": 3.8, "exit_layer": 4}.
 ```
 """
 
@@ -66,45 +68,82 @@ class LiteRTRunner:
         )
         rule = self.manifest["exit_rule"]
         weights = tuple(tuple(row) for row in rule["weights"]) if rule.get("weights") else None
-        self.rule = ExitRule(rule["uncertainty"], rule["threshold"], rule["top_k"], weights=weights)
+        self.rule = ExitRule(
+            rule["uncertainty"], rule["threshold"], rule["top_k"],
+            patience=rule.get("patience", 2), tolerance=rule.get("tolerance", 0.0), weights=weights,
+        )
 
-    def encode(self, text):
-        """[CLS] text [SEP], cut to the bundle's max length, as 1 x T int32 arrays."""
-        if not isinstance(text, str) or not text.strip():
-            raise UserInputError("the text is empty: give it some words.")
+    @property
+    def text_inputs(self):
+        """The texts one example takes: ["text"], or ["text", "text_pair"] for a pair task."""
+        return self.manifest["inputs"]
+
+    def encode(self, text, text_pair=None):
+        """`[CLS] text [SEP]` (a pair: `[CLS] text [SEP] text_pair [SEP]`, segment
+        ids 0 then 1), cut to the bundle's max length, as 1 x T int32 arrays."""
+        texts = [text] if text_pair is None else [text, text_pair]
+        if len(texts) != len(self.text_inputs):
+            raise UserInputError(
+                f"this bundle's task ({self.manifest['task']}) takes {' and '.join(self.text_inputs)}; "
+                f"got {len(texts)} text(s)."
+            )
+        for name, value in zip(self.text_inputs, texts):
+            if not isinstance(value, str) or not value.strip():
+                raise UserInputError(f"{name} is empty: give it some words.")
         s = self.settings
-        pieces = np.asarray(self.tokenizer(text.strip()))[: s["max_seq_length"] - 2]
-        ids = np.concatenate([[s["cls_token_id"]], pieces, [s["sep_token_id"]]]).astype(np.int32)[None]
-        return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)}
+        pieces = [[int(i) for i in np.asarray(self.tokenizer(t.strip()))] for t in texts]
+        budget = s["max_seq_length"] - 1 - len(pieces)
+        if len(pieces) == 1:
+            pieces[0] = pieces[0][:budget]
+        else:
+            # Round robin: one token from each text in turn until the budget is spent.
+            first = min(len(pieces[0]), max(budget - len(pieces[1]), (budget + 1) // 2))
+            pieces = [pieces[0][:first], pieces[1][: budget - first]]
+        ids, segments = [s["cls_token_id"]], [0]
+        for segment, piece in enumerate(pieces):
+            ids += piece + [s["sep_token_id"]]
+            segments += [segment] * (len(piece) + 1)
+        ids = np.asarray(ids, np.int32)[None]
+        return {"token_ids": ids, "segment_ids": np.asarray(segments, np.int32)[None],
+                "padding_mask": np.ones_like(ids)}
 
-    def stage_probabilities(self, inputs):
-        """Runs the stages in order on one example (1 x T), yielding each exit's probabilities;
-        a caller that stops iterating runs no further stage."""
+    def stage_outputs(self, inputs):
+        """Runs the stages in order on one example (1 x T), yielding each exit's
+        output (probabilities, or a regression's value); a caller that stops
+        iterating runs no further stage."""
         mask = np.asarray(inputs["padding_mask"], np.int32)
         feed = {k: np.asarray(v, np.int32) for k, v in inputs.items()}
         for stage in self.stages:
             out = stage(**feed)
-            yield out["probabilities"][0]
+            yield out[self.manifest["output"]][0]
             if "hidden" in out:
                 feed = {"hidden_in": out["hidden"], "padding_mask": mask}
 
-    def classify_ids(self, inputs, threshold=None):
-        """Early exit on one example's arrays (1 x T), as the app runs it."""
-        rule = self.rule if threshold is None else dataclasses.replace(self.rule, speed=threshold)
+    def classify_ids(self, inputs, threshold=None, patience=None):
+        """Early exit on one example's arrays (1 x T), as the app runs it.
+        `threshold` overrides an entropy, topk or learned rule's, `patience`
+        the patience rule's."""
+        rule = self.rule
+        if threshold is not None:
+            rule = dataclasses.replace(rule, speed=threshold)
+        if patience is not None:
+            rule = dataclasses.replace(rule, patience=patience)
         rule.validate(len(self.manifest["labels"]))
         seen = []
-        for layer, probs in enumerate(self.stage_probabilities(inputs)):
-            seen.append(probs)
-            # The learned rule reads every exit so far; the others only the last.
-            if layer == len(self.stages) - 1 or rule.uncertainty(np.stack(seen)[None])[0, -1] <= rule.speed:
+        for layer, output in enumerate(self.stage_outputs(inputs)):
+            seen.append(output)
+            # The learned and patience rules read every exit so far; the others only the last.
+            if layer == len(self.stages) - 1 or rule.exits_after(np.stack(seen)):
                 break
-        label_id = int(np.argmax(probs))
+        if self.manifest["output"] == "value":
+            return {"value": float(output[0]), "exit_layer": layer + 1}
+        label_id = int(np.argmax(output))
         return {
             "label": self.manifest["labels"][label_id],
             "label_id": label_id,
-            "probabilities": probs.tolist(),
+            "probabilities": output.tolist(),
             "exit_layer": layer + 1,
         }
 
-    def classify(self, text, threshold=None):
-        return self.classify_ids(self.encode(text), threshold)
+    def classify(self, text, threshold=None, *, text_pair=None, patience=None):
+        return self.classify_ids(self.encode(text, text_pair), threshold, patience)

@@ -1,9 +1,9 @@
 """The classifier cut into per-stage functional Keras models, one per layer.
 
 Stage 1 takes `token_ids`, `segment_ids` and `padding_mask` and returns
-`hidden` (layer 1's sequence output) and `probabilities` (exit 1); stage `l`
-takes `hidden_in` and `padding_mask`; the last stage returns only the
-teacher's `probabilities`. Batch and sequence length are dynamic (an app
+`hidden` (layer 1's sequence output) and `probabilities` (exit 1; for a
+regression task `value`, the exit's one output); stage `l` takes `hidden_in`
+and `padding_mask`; the last stage returns only the teacher's output. Batch and sequence length are dynamic (an app
 resizes the inputs to 1 x its sentence's length). Functional models, not `tf.Module`s: only they
 convert to LiteRT with their weights inside (FINDINGS 8).
 
@@ -26,8 +26,16 @@ def _id_inputs():
     }
 
 
-def _probabilities(logits):
-    return keras.layers.Softmax(name="probabilities")(logits)
+def output_name(classifier):
+    """What each stage's exit returns: class `probabilities`, or a regression's `value`."""
+    return "value" if classifier.num_labels == 1 else "probabilities"
+
+
+def _exit_output(classifier, logits):
+    # A softmax over a regression's one logit would always be 1.
+    if classifier.num_labels == 1:
+        return {"value": keras.layers.Identity(name="value")(logits)}
+    return {"probabilities": keras.layers.Softmax(name="probabilities")(logits)}
 
 
 def stage_model(classifier, index):
@@ -42,7 +50,7 @@ def stage_model(classifier, index):
         inputs = {"hidden_in": hidden, "padding_mask": mask}
     hidden = classifier.transformer_layer(index, hidden, mask)
     _, logits = classifier.exit_outputs(index, hidden, mask)
-    outputs = {"probabilities": _probabilities(logits)}
+    outputs = _exit_output(classifier, logits)
     if index < classifier.num_layers - 1:
         outputs["hidden"] = hidden
     return keras.Model(inputs, outputs, name=f"stage_{index + 1}")
@@ -53,11 +61,11 @@ def stage_models(classifier):
 
 
 def full_model(classifier):
-    """Every layer in one graph, teacher probabilities out: the no-exit baseline."""
+    """Every layer in one graph, the teacher's output out: the no-exit baseline."""
     inputs = _id_inputs()
     mask = inputs["padding_mask"]
     hidden = classifier.embed(inputs)
     for index in range(classifier.num_layers):
         hidden = classifier.transformer_layer(index, hidden, mask)
     logits = classifier.teacher_logits(hidden, mask)
-    return keras.Model(inputs, {"probabilities": _probabilities(logits)}, name="teacher")
+    return keras.Model(inputs, _exit_output(classifier, logits), name="teacher")

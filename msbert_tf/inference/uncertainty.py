@@ -79,6 +79,20 @@ class ExitRule:
             raise UserInputError(f"patience must be at least 1, got {self.patience}.")
         return self
 
+    def exits_after(self, outputs):
+        """Whether one example leaves after the last of its exits so far
+        (`outputs`: exits x N, or exits x 1 for regression values): the
+        decision an on-device loop makes after each stage. The last layer
+        is the caller's to stop at."""
+        outputs = np.asarray(outputs, np.float64)
+        if self.kind != "patience":
+            return bool(self.uncertainty(outputs[None])[0, -1] <= self.speed)
+        predictions = outputs[:, 0] if outputs.shape[-1] == 1 else outputs.argmax(axis=-1)
+        agreeing = 0
+        for previous, current in zip(predictions[:-1], predictions[1:]):
+            agreeing = agreeing + 1 if abs(current - previous) <= self.tolerance else 0
+        return agreeing >= self.patience
+
     def uncertainty(self, probs):
         if self.kind == "learned":
             return learned_exit.uncertainty(probs, self.weights)
