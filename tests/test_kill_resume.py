@@ -42,26 +42,38 @@ def _launch_and_kill(command, checkpoints, envs=(None,)):
         process.wait()
 
 
-def _tiny_run_config(glue_dir, folder, **fields):
+def _tiny_run_config(glue_dir, folder, dropout=0.1, **fields):
     config = tiny_config(glue_dir)
     config.data.max_train_examples = 160  # 10 steps per stage: 4 parts of 3 steps
-    config.model.dropout = 0.0  # without dropout a resumed run is exact
+    config.model.dropout = dropout
     config.jit_compile = False
     for name, value in fields.items():
         setattr(config, name, value)
-    path = folder / f"config_{config.strategy}.json"
+    path = folder / f"config_{config.strategy}_{dropout}.json"
     path.write_text(config.to_json())
     return path
 
 
-@pytest.fixture(scope="module")
-def reference(glue_dir, tmp_path_factory):
-    """One uninterrupted single-process run, the baseline of both tests."""
+def _reference(glue_dir, tmp_path_factory, dropout):
+    """One uninterrupted single-process run."""
     folder = tmp_path_factory.mktemp("reference")
-    done = subprocess.run(_command(_tiny_run_config(glue_dir, folder), folder / "run"),
+    done = subprocess.run(_command(_tiny_run_config(glue_dir, folder, dropout), folder / "run"),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def reference(glue_dir, tmp_path_factory):
+    # With dropout: its random state is part of what a resumed run restores.
+    return _reference(glue_dir, tmp_path_factory, dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def reference_without_dropout(glue_dir, tmp_path_factory):
+    # Two workers draw dropout masks for their halves of a batch, not one
+    # worker's masks for the whole: only without dropout do they train alike.
+    return _reference(glue_dir, tmp_path_factory, dropout=0.0)
 
 
 def test_sigkill_in_each_stage_then_same_command_gives_the_same_report(glue_dir, tmp_path, reference):
@@ -75,14 +87,23 @@ def test_sigkill_in_each_stage_then_same_command_gives_the_same_report(glue_dir,
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"stage distill: .* [1-9][0-9]* part\(s\) done before", done.stderr)
+    assert re.search(r"resuming stage distill at step [1-9][0-9]* of 12\.", done.stderr)
     assert _report(run_dir) == _report(reference)
+    # Every part's record survives the kills: the same losses, part by part, in both stages.
+    stages, uninterrupted = (json.loads((path / "stages.json").read_text()) for path in (run_dir, reference))
+    for stage in ("teacher", "distill"):
+        assert len(stages[stage]["loss_per_part"]) == 4, stage
+        assert stages[stage]["loss_per_part"] == uninterrupted[stage]["loss_per_part"], stage
+        assert stages[stage]["steps"] == uninterrupted[stage]["steps"] == 12
+    assert stages["distill"]["resumed_at_step"] > 0
 
 
-def test_two_workers_train_like_one_and_resume_after_sigkill(glue_dir, tmp_path, reference):
+def test_two_workers_train_like_one_and_resume_after_sigkill(glue_dir, tmp_path, reference_without_dropout):
     """Same global batch over two worker processes: the same losses and
     report as one worker, after both were killed in stage 2 and started again."""
     run_dir = tmp_path / "two_workers"
-    command = _command(_tiny_run_config(glue_dir, tmp_path, strategy="multi_worker"), run_dir)
+    reference = reference_without_dropout
+    command = _command(_tiny_run_config(glue_dir, tmp_path, dropout=0.0, strategy="multi_worker"), run_dir)
     envs = localhost_worker_environments(2)
     _launch_and_kill(command, str(run_dir / "checkpoints" / "distill"), envs)
     assert (run_dir / "teacher.weights.h5").exists() and not (run_dir / "report.json").exists()
@@ -95,10 +116,9 @@ def test_two_workers_train_like_one_and_resume_after_sigkill(glue_dir, tmp_path,
     with open(run_dir / "stages.json") as f, open(reference / "stages.json") as g:
         two, one = json.load(f), json.load(g)
     assert two["teacher"]["loss_per_part"] == one["teacher"]["loss_per_part"]
-    # A resumed stage records the parts it ran after the restart.
-    resumed = two["distill"]["loss_per_part"]
-    assert 0 < len(resumed) < len(one["distill"]["loss_per_part"])
-    assert resumed == one["distill"]["loss_per_part"][-len(resumed):]
+    # The resumed stage keeps the record of the parts trained before the kill.
+    assert two["distill"]["loss_per_part"] == one["distill"]["loss_per_part"]
+    assert two["distill"]["resumed_at_step"] > 0
     # One writer per file: worker 1 wrote only under workers/worker_1.
     assert (run_dir / "workers" / "worker_1" / "model.weights.h5").exists()
     assert not (run_dir / "workers" / "worker_1" / "report.json").exists()

@@ -1,5 +1,6 @@
 """Callbacks of every training stage: throughput and loss record, and a NaN guard."""
 
+import json
 import math
 import os
 import shutil
@@ -18,11 +19,17 @@ class TrainingDiverged(UserInputError):
 
 class ThroughputMeter(keras.callbacks.Callback):
     """Examples per second of the train steps (leaving out the first, tracing)
-    and the mean loss of each part."""
+    and the mean loss of each part.
 
-    def __init__(self, batch_size):
+    `earlier`: the record (`record()`) of the parts a killed process trained
+    before this one resumed, kept with the checkpoint so that the stage's
+    summary covers every part.
+    """
+
+    def __init__(self, batch_size, earlier=None):
         super().__init__()
         self.batch_size = batch_size
+        self.earlier = earlier or {"steps": 0, "seconds": 0.0, "loss_per_part": []}
         self.times = []
         self.losses = []
 
@@ -33,16 +40,25 @@ class ThroughputMeter(keras.callbacks.Callback):
         if logs and "loss" in logs:
             self.losses.append(round(float(logs["loss"]), 6))
 
-    def summary(self):
-        if len(self.times) < 2:
-            return {"steps": len(self.times), "loss_per_part": self.losses}
-        seconds = self.times[-1] - self.times[0]
+    def _seconds(self):
+        return self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
+
+    def record(self):
+        """Steps, seconds and per-part losses of every part so far."""
         return {
-            "steps": len(self.times),
-            "seconds": round(seconds, 2),
-            "examples_per_second": round((len(self.times) - 1) * self.batch_size / seconds, 1),
-            "loss_per_part": self.losses,
+            "steps": self.earlier["steps"] + len(self.times),
+            "seconds": round(self.earlier["seconds"] + self._seconds(), 2),
+            "loss_per_part": self.earlier["loss_per_part"] + self.losses,
         }
+
+    def summary(self):
+        summary = self.record()
+        if self.earlier["steps"]:
+            summary["resumed_at_step"] = self.earlier["steps"]
+        if len(self.times) > 1:
+            # This process's steps only: a resumed one's rate is not the killed one's.
+            summary["examples_per_second"] = round((len(self.times) - 1) * self.batch_size / self._seconds(), 1)
+        return summary
 
 
 class LossGuard(keras.callbacks.Callback):
@@ -98,15 +114,34 @@ class StageBackupAndRestore(keras.callbacks.BackupAndRestore):
     the same step, and saves only into its own `save_dir` (the chief's is
     `restore_dir`): one writer per file.
 
+    `record`: a function whose JSON-able result is saved with each
+    checkpoint as `RECORD` (the parts' losses and times), read back by
+    `saved_record`.
+
     ```python
     StageBackupAndRestore("RUN/checkpoints/teacher", "RUN/checkpoints/teacher")
     ```
     """
 
-    def __init__(self, restore_dir, save_dir, **kwargs):
+    RECORD = "parts.json"
+    # Dropout's random state: Keras saves weights and optimizer, not the
+    # seed generators' states, so a resumed stage would draw its masks anew.
+    SEEDS = "seed_states.npz"
+
+    def __init__(self, restore_dir, save_dir, record=None, **kwargs):
         super().__init__(readable_checkpoint(restore_dir), **kwargs)
         self.save_dir = save_dir
+        self.record = record
         self.kwargs = kwargs
+
+    @classmethod
+    def saved_record(cls, restore_dir):
+        """The record saved with the checkpoint in `restore_dir`, or None."""
+        path = os.path.join(readable_checkpoint(restore_dir), cls.RECORD)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
 
     def _use_folder(self, folder):
         paths = keras.callbacks.BackupAndRestore(folder, **self.kwargs)
@@ -114,8 +149,16 @@ class StageBackupAndRestore(keras.callbacks.BackupAndRestore):
                      "_prev_weights_path", "_prev_training_metadata_path"):
             setattr(self, name, getattr(paths, name))
 
+    def _seed_states(self):
+        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        saved = os.path.join(self.backup_dir, self.SEEDS)
+        if os.path.exists(saved):
+            with np.load(saved) as states:
+                for index, variable in enumerate(self._seed_states()):
+                    variable.assign(states[f"{index}:{variable.path}"])
         self._use_folder(self.save_dir)
 
     def _save_model(self):
@@ -123,6 +166,11 @@ class StageBackupAndRestore(keras.callbacks.BackupAndRestore):
         shutil.rmtree(staging, ignore_errors=True)
         self._use_folder(staging)
         super()._save_model()
+        np.savez(os.path.join(staging, self.SEEDS),
+                 **{f"{i}:{v.path}": np.asarray(v) for i, v in enumerate(self._seed_states())})
+        if self.record is not None:
+            with open(os.path.join(staging, self.RECORD), "w") as f:
+                json.dump(self.record(), f)
         self._use_folder(self.save_dir)
         if os.path.exists(self.save_dir):
             shutil.rmtree(old, ignore_errors=True)

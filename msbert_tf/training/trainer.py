@@ -112,6 +112,8 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out,
         "stage %s: %d steps of %d examples in %d parts; %d part(s) done before.",
         name, chunks * steps_per_chunk, batch_size, chunks, done,
     )
+    if done:
+        logging.info("resuming stage %s at step %d of %d.", name, done * steps_per_chunk, chunks * steps_per_chunk)
     dataset = pipeline.train_dataset(
         split, batch_size, config.data.bucket_boundaries, seed=seed,
         skip_batches=done * steps_per_chunk,
@@ -123,7 +125,8 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out,
     )
     # Variables must exist before BackupAndRestore loads into them.
     model({key: value[:batch_size] for key, value in split.features.items()})
-    meter = ThroughputMeter(batch_size)
+    earlier = StageBackupAndRestore.saved_record(run.checkpoint_dir(name)) if done else None
+    meter = ThroughputMeter(batch_size, earlier)
     model.fit(
         dataset,
         epochs=chunks,
@@ -132,11 +135,14 @@ def fit_stage(name, model, loss, metrics, stage_config, split, config, run, out,
             # First: it raises at a non-finite loss or weights before
             # BackupAndRestore saves them, so the last checkpoint stays good.
             LossGuard(name, steps_per_chunk, run.checkpoint_dir(name)),
+            # Before the checkpoint, which saves its record of the part.
+            meter,
             # Kept until the stage's weights are saved (the caller removes it):
             # a kill between the two must not lose the stage.
-            StageBackupAndRestore(run.checkpoint_dir(name), out.checkpoint_dir(name), delete_checkpoint=False),
+            StageBackupAndRestore(
+                run.checkpoint_dir(name), out.checkpoint_dir(name), record=meter.record, delete_checkpoint=False,
+            ),
             keras.callbacks.TensorBoard(out.log_dir(name)),
-            meter,
         ],
         verbose=verbose,
     )
