@@ -2,10 +2,12 @@
 
 ```python
 from msbert_tf import MSBert
-model = MSBert("runs/sst2", task="sst2", data_dir="../shared/data/glue")
+model = MSBert.from_preset("sst2", "runs/sst2", data_dir="../shared/data/glue")
 model.fit()                                   # teacher, exit heads, certified threshold
 model.predict(["a gripping, funny film"])     # label, probabilities, exit layer
 model.predict(["a gripping, funny film"], speed=0.5)
+model.evaluate("../shared/data/glue/SST-2/dev.tsv", timing_examples=0)["chosen"]
+model.export("runs/sst2/export", formats=("tflite",))
 ```
 """
 
@@ -22,7 +24,8 @@ class MSBert:
 
     Keyword arguments set config fields by name, in whichever section has
     that name (`task`, `data_dir`, `backbone`, `head`, `loss`, ...); a name
-    found in several sections (`epochs`) needs a `RunConfig`. A folder that
+    found in several sections (`epochs`) is given dotted, in a dict:
+    `MSBert(dir, **{"distill.epochs": 1})`. A folder that
     already holds a run (the CLI's, or an earlier fit's) continues with that
     run's config, so a `fit()` there finishes or reuses it.
     """
@@ -38,6 +41,12 @@ class MSBert:
         self._trained = None
         # The certified threshold's record (exit_threshold.json), once there is one.
         self.calibration = None
+
+    @classmethod
+    def from_preset(cls, preset, output_dir, **overrides):
+        """A run of a preset (`"sst2"`: `configs/sst2.json`; or a JSON file's
+        path) with keyword overrides, as `--config=sst2` on the command line."""
+        return cls(output_dir, config=RunConfig.from_preset(preset), **overrides)
 
     @classmethod
     def load(cls, run_dir):
@@ -88,18 +97,65 @@ class MSBert:
         return predict_texts(self._trained, texts, rule)
 
 
+    def evaluate(self, data_file, uncertainty=None, speeds=None, top_k=2, tolerances=None, max_drop=0.5,
+                 max_examples=None, timing_examples=200, output=None):
+        """Early exit on a labelled file: per-exit metrics, the threshold sweep
+        (FLOPs and wall clock), the dev-style pick within `max_drop` points
+        (uncertified) and the oracle; as `python -m msbert_tf.evaluate`.
+        `output`: also write report JSON, Markdown and plot there."""
+        from msbert_tf import report
+        from msbert_tf.inference.evaluation import evaluate_file
+        from msbert_tf.run_dir import writable_folder
+
+        self._require_trained()
+        if output:
+            writable_folder(os.path.dirname(os.path.abspath(output)), "output")
+        result = evaluate_file(
+            self._trained, data_file, uncertainty=uncertainty, speeds=speeds, top_k=top_k, tolerances=tolerances,
+            max_drop=max_drop, max_examples=max_examples, timing_examples=timing_examples,
+        )
+        if output:
+            folder, name = os.path.split(os.path.abspath(output))
+            report.write_report(folder, result, prefix=os.path.splitext(name)[0])
+        return result
+
+    def export(self, output_dir=None, formats=("tflite", "saved_model"), quantize=("none",), max_seq_length=None,
+               speed=None, uncertainty=None, top_k=None):
+        """The LiteRT bundles and the SavedModel (default: RUN/export), with the
+        run's certified threshold unless `speed` is given; their paths."""
+        from msbert_tf.export.bundle import export_run
+        from msbert_tf.inference.predict import default_rule
+
+        self._require_trained()
+        rule = default_rule(self._trained, speed, uncertainty, top_k)
+        output_dir = output_dir or os.path.join(self.output_dir, "export")
+        return export_run(self._trained, output_dir, tuple(formats), tuple(quantize), max_seq_length, rule)
+
     def _require_trained(self):
         if self._trained is None:
             raise UserInputError("this model is not trained: call fit() or MSBert.load(run_dir).")
 
 
 def _set_field(config, name, value):
+    """Sets a field by dotted name (`distill.seed`), by a name of the run's own
+    (`seed`), or by a name only one section has (`task`, `loss`)."""
+    if "." in name:
+        section_name, field = name.split(".", 1)
+        section = getattr(config, section_name, None)
+        if not dataclasses.is_dataclass(section) or field not in {f.name for f in dataclasses.fields(section)}:
+            raise UserInputError(f"{name!r} names no config field.")
+        setattr(section, field, value)
+        return
+    own = {f.name for f in dataclasses.fields(config) if not dataclasses.is_dataclass(getattr(config, f.name))}
+    if name in own:
+        setattr(config, name, value)
+        return
     owners = [
         section
-        for section in (config, config.data, config.model, config.teacher, config.distill)
+        for section in (config.data, config.model, config.teacher, config.distill)
         if name in {f.name for f in dataclasses.fields(section)}
     ]
     if len(owners) != 1:
-        where = "no" if not owners else "several"
-        raise UserInputError(f"{name!r} names {where} config field(s); pass a RunConfig instead.")
+        where = "no config field" if not owners else "a field of several sections: use a dotted name (distill.epochs)"
+        raise UserInputError(f"{name!r} names {where}.")
     setattr(owners[0], name, value)

@@ -13,6 +13,7 @@ config.distill.loss  # "kl"
 
 import dataclasses
 import json
+import os
 import typing
 from typing import Optional
 
@@ -22,6 +23,8 @@ from msbert_tf.errors import UserInputError
 # by `msbert_tf.models.backbone`.
 EMBEDDED_BACKBONE = "embedded:minilm_l6"
 RANDOM_BACKBONE = "random"
+# The run presets (`configs/<name>.json`) of a checkout or editable install.
+PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 # Feed-forward width of a deeper attention head's blocks over their width
 # (`ModelConfig.head_depth`), BERT's own ratio.
 BLOCK_FEED_FORWARD_RATIO = 4
@@ -170,6 +173,21 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values):
         return _build(cls, values, path="")
+
+    @classmethod
+    def from_preset(cls, name):
+        """A preset by name (`"sst2"` reads `configs/sst2.json`) or a JSON file's path."""
+        if name.endswith(".json") or os.sep in name:
+            return cls.from_file(name)
+        path = os.path.join(PRESET_DIR, f"{name}.json")
+        if not os.path.exists(path):
+            known = sorted(f[:-5] for f in os.listdir(PRESET_DIR) if f.endswith(".json")) if os.path.isdir(
+                PRESET_DIR) else []
+            raise UserInputError(
+                f"no preset named {name!r}: choose from {', '.join(known) or 'none (no configs/ folder here)'}, "
+                "or give a JSON file's path."
+            )
+        return cls.from_file(path)
 
     @classmethod
     def from_file(cls, path):

@@ -25,16 +25,12 @@ flags.adopt_module_key_flags(eval_flags)
 
 def main(argv):
     from msbert_tf import report
-    from msbert_tf.data import pipeline, readers
-    from msbert_tf.inference.evaluation import evaluate
+    from msbert_tf.inference.evaluation import evaluate_file
     from msbert_tf.inference.loading import load_run
-    from msbert_tf.inference.predict import learned_weights
     from msbert_tf.run_dir import writable_folder
 
     if not FLAGS.run_dir or not FLAGS.data_file:
         raise UserInputError("--run_dir and --data_file are required.")
-    if FLAGS.max_examples is not None and FLAGS.max_examples < 1:
-        raise UserInputError(f"--max_examples must be at least 1, got {FLAGS.max_examples}.")
     output = FLAGS.output or os.path.join(FLAGS.run_dir, "eval", "report.json")
     folder, name = os.path.split(os.path.abspath(output))
     # Refused now, not after the evaluation's work.
@@ -42,20 +38,12 @@ def main(argv):
     trained = load_run(FLAGS.run_dir)
     if FLAGS.task and FLAGS.task != trained.task.name:
         raise UserInputError(f"--task={FLAGS.task} but {FLAGS.run_dir} was trained on {trained.task.name}.")
-    examples = readers.read_file(trained.task, FLAGS.data_file).take(FLAGS.max_examples)
-    if len(examples) == 0:
-        raise UserInputError(f"{FLAGS.data_file} has no rows to evaluate (only a header?).")
-    split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(FLAGS.data_file))
-    weights = learned_weights(trained) if FLAGS.uncertainty == "learned" else None
-    rules = eval_flags.rules_from_flags(trained.classifier.num_layers, trained.task, weights)
-    result = evaluate(
-        trained.classifier, split, rules, FLAGS.max_drop,
-        batch_size=trained.config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
-        metrics=trained.task.metrics,
+    result = evaluate_file(
+        trained, FLAGS.data_file, max_drop=FLAGS.max_drop, max_examples=FLAGS.max_examples,
+        timing_examples=FLAGS.timing_examples, **eval_flags.sweep_settings(),
     )
-    full = {"task": trained.task.name, "data_file": FLAGS.data_file, "examples": len(split), **result}
-    report.write_report(folder, full, prefix=os.path.splitext(name)[0])
-    print(report.markdown(full))
+    report.write_report(folder, result, prefix=os.path.splitext(name)[0])
+    print(report.markdown(result))
 
 
 def run():

@@ -20,7 +20,7 @@ from msbert_tf.errors import UserInputError
 FLAGS = flags.FLAGS
 # The evaluation's flags are this command's too: --help lists them.
 flags.adopt_module_key_flags(eval_flags)
-flags.DEFINE_string("config", None, "A run preset (JSON), e.g. configs/sst2.json.")
+flags.DEFINE_string("config", None, "A run preset: its name (sst2) or a JSON file (configs/sst2.json).")
 flags.DEFINE_string("output_dir", None, "Run folder: config, weights, checkpoints, logs, report.")
 flags.DEFINE_string("task", None, "Task name, e.g. sst2.")
 flags.DEFINE_string("data_dir", None, "GLUE-layout folder; without it, TFDS.")
@@ -105,7 +105,7 @@ OVERRIDES = {
 
 
 def resolve_config(flag_values):
-    config = RunConfig.from_file(flag_values.config) if flag_values.config else RunConfig()
+    config = RunConfig.from_preset(flag_values.config) if flag_values.config else RunConfig()
     for flag, field in OVERRIDES.items():
         value = flag_values[flag].value
         if value is None:
@@ -121,7 +121,7 @@ def main(argv):
     from msbert_tf import report
     from msbert_tf.data.readers import resolve_task
     from msbert_tf.inference.calibration import calibrate_after_training
-    from msbert_tf.inference.evaluation import evaluate
+    from msbert_tf.inference.evaluation import check_max_drop, evaluate, sweep_rules
     from msbert_tf.inference.loading import TrainedRun
     from msbert_tf.run_dir import RunDir
     from msbert_tf.training.trainer import train
@@ -132,12 +132,13 @@ def main(argv):
     start = time.time()
     task = resolve_task(config.data)
     # Bad thresholds fail now, not after an hour of training.
-    eval_flags.rules_from_flags(num_layers=2, task=task)
+    check_max_drop(FLAGS.max_drop)
+    sweep_rules(task, 2, **eval_flags.sweep_settings())
     result = train(config, FLAGS.output_dir)
     if not result.chief:
         logging.info("training done; the chief worker evaluates and writes the report.")
         return
-    rules = eval_flags.rules_from_flags(result.classifier.num_layers, task)
+    rules = sweep_rules(task, result.classifier.num_layers, **eval_flags.sweep_settings())
     evaluation = evaluate(
         result.classifier, result.dev_split, rules, FLAGS.max_drop,
         batch_size=config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,

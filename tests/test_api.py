@@ -66,11 +66,15 @@ def test_overlong_text_is_truncated_not_refused(trained):
 
 
 def test_unknown_or_ambiguous_fields():
-    with pytest.raises(UserInputError, match="'epochs' names several"):
+    with pytest.raises(UserInputError, match="'epochs' names a field of several sections: use a dotted name"):
         MSBert("/tmp/x", epochs=3)
     with pytest.raises(UserInputError, match="'colour' names no"):
         MSBert("/tmp/x", colour="red")
+    with pytest.raises(UserInputError, match="'distill.colour' names no"):
+        MSBert("/tmp/x", **{"distill.colour": 1})
     assert MSBert("/tmp/x", head="mlp", task="sst2").config.model.head == "mlp"
+    both = MSBert("/tmp/x", seed=3, **{"distill.seed": 4, "teacher.epochs": 0.5}).config
+    assert (both.seed, both.distill.seed, both.teacher.epochs, both.distill.epochs) == (3, 4, 0.5, 2.0)
 
 
 def test_predict_cli_prints_json_lines(trained, tmp_path):
@@ -126,3 +130,44 @@ def test_a_folder_that_holds_a_run_continues_with_its_config(trained):
     again = MSBert(model.output_dir)
     assert again.config == model.config
     assert again.fit(verbose=0).predict(dev.text_a[:3], speed=0.5) == model.predict(dev.text_a[:3], speed=0.5)
+
+
+def test_evaluate_and_export_do_what_their_commands_do(trained, tmp_path):
+    import subprocess
+    import sys
+
+    from msbert_tf.export.runner import LiteRTRunner
+    from tests.conftest import GLUE_DIR
+
+    model, dev = trained
+    data_file = f"{GLUE_DIR}/SST-2/dev.tsv"
+    result = model.evaluate(data_file, speeds=[0.0, 0.5, 1.0], max_examples=40, timing_examples=0,
+                            output=str(tmp_path / "eval" / "dev.json"))
+    assert result["examples"] == 40 and [p["speed"] for p in result["sweep"]] == [0.0, 0.5, 1.0]
+    # Speed 0 runs every layer and its heads: a little dearer than the teacher alone.
+    assert result["sweep"][0]["flops_speedup"] < 1.0 < result["sweep"][-1]["flops_speedup"]
+    done = subprocess.run(
+        [sys.executable, "-m", "msbert_tf.evaluate", f"--run_dir={model.output_dir}", f"--data_file={data_file}",
+         "--speeds=0,0.5,1", "--max_examples=40", "--timing_examples=0", f"--output={tmp_path / 'cli.json'}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "cli.json").read_text())["sweep"] == json.loads(
+        (tmp_path / "eval" / "dev.json").read_text())["sweep"]
+    with pytest.raises(UserInputError, match="patience rule sweeps every patience"):
+        model.evaluate(data_file, uncertainty="patience", speeds=[0.5])
+    (path,) = model.export(str(tmp_path / "export"), formats=("tflite",), speed=0.5)
+    runner = LiteRTRunner(path)
+    assert runner.rule.speed == 0.5
+    assert [runner.classify(t)["label"] for t in dev.text_a[:5]] == [
+        r["label"] for r in model.predict(list(dev.text_a[:5]), speed=0.5)]
+
+
+def test_presets_by_name():
+    from msbert_tf import RunConfig
+
+    model = MSBert.from_preset("trec6", "unused_folder", seed=7)
+    assert model.config.data.task == "trec6" and model.config.seed == 7
+    assert RunConfig.from_preset("sst2") == RunConfig.from_file("configs/sst2.json")
+    with pytest.raises(UserInputError, match="no preset named 'sst3': choose from .*sst2"):
+        RunConfig.from_preset("sst3")

@@ -19,7 +19,7 @@ def _python_blocks():
 
 
 def test_the_readme_python_example_runs(tmp_path, monkeypatch, glue_dir):
-    block = next(b for b in _python_blocks() if "MSBert(" in b)
+    block = next(b for b in _python_blocks() if "MSBert." in b)
     read_preset = RunConfig.from_file
 
     def shrunk(path):
@@ -32,14 +32,16 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch, glue_dir):
 
     monkeypatch.setattr(RunConfig, "from_file", staticmethod(shrunk))
     monkeypatch.chdir(ROOT)
-    code = block.replace('"runs/', f'"{tmp_path}/runs/').replace('"../shared/data/glue"', repr(GLUE_DIR))
+    code = block.replace('"runs/', f'"{tmp_path}/runs/').replace('"../shared/data/glue', f'"{GLUE_DIR}')
     # Every expression statement's value is kept, so the returned fields can be checked.
     seen = []
-    lines = [f"seen.append({line.split('  #')[0].strip()})" if line.startswith(("model.predict", "MSBert.load"))
+    lines = [f"seen.append({line.split('  #')[0].strip()})" if line.startswith(("model.", "MSBert.load"))
              else line.replace("print(", "seen.append(") for line in code.splitlines()]
     exec("\n".join(lines), {"seen": seen})
-    summary, default, faster, reloaded = seen
+    summary, default, faster, evaluation, bundles, reloaded = seen
     assert isinstance(summary, str) and summary
     for predictions in (default, faster, reloaded):
         assert len(predictions) == 1 and set(predictions[0]) == {"label", "probabilities", "exit_layer"}
+    assert evaluation["examples"] == 872 and evaluation["oracle_flops_speedup"] > 1
+    assert sorted(os.path.basename(p) for p in bundles) == ["saved_model", "tflite_none"]
     assert (tmp_path / "runs" / "sst2" / "exit_threshold.json").exists()

@@ -23,18 +23,15 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    import os
-
-    from msbert_tf.export.bundle import export_run
-    from msbert_tf.inference.loading import load_run
-    from msbert_tf.inference.predict import default_rule
+    from msbert_tf import MSBert
 
     if not FLAGS.run_dir:
         raise UserInputError("--run_dir is required.")
-    trained = load_run(FLAGS.run_dir)
-    rule = default_rule(trained, FLAGS.speed, FLAGS.uncertainty, FLAGS.top_k)
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.run_dir, "export")
-    for path in export_run(trained, output_dir, FLAGS.formats, FLAGS.quantize, FLAGS.max_seq_length, rule):
+    paths = MSBert.load(FLAGS.run_dir).export(
+        FLAGS.output_dir, FLAGS.formats, FLAGS.quantize, FLAGS.max_seq_length, FLAGS.speed, FLAGS.uncertainty,
+        FLAGS.top_k,
+    )
+    for path in paths:
         print(path)
 
 

@@ -1,23 +1,31 @@
-"""One evaluation, shared by the train and evaluate CLIs: per-exit metrics,
-the threshold sweep with FLOPs and wall-clock speed-ups, and the chosen speed.
+"""One evaluation, shared by the train and evaluate CLIs and `MSBert.evaluate`:
+per-exit metrics, the threshold sweep with FLOPs and wall-clock speed-ups,
+and the chosen speed.
+
+```python
+trained = load_run("runs/sst2")
+result = evaluate_file(trained, "../shared/data/glue/SST-2/dev.tsv", timing_examples=0)
+result["chosen"]["flops_speedup"], result["oracle_flops_speedup"]
+```
 """
+
+import dataclasses
+import os
 
 import numpy as np
 
 import tensorflow as tf
 
+from msbert_tf.errors import UserInputError
 from msbert_tf.inference import flops
 from msbert_tf.inference.calibration import oracle_exit_layers
 from msbert_tf.inference.early_exit import exit_outputs
 from msbert_tf.inference.exit_metrics import exit_logits, exit_metrics
 from msbert_tf.inference.sweep import WallClock, choose_speed, flops_speedup, sweep
-from msbert_tf.inference.uncertainty import ExitRule, default_uncertainty  # noqa: F401 - re-exported
+from msbert_tf.inference.uncertainty import DEFAULT_TOLERANCES, ExitRule, default_uncertainty  # noqa: F401 - re-exported
 
 DEFAULT_SPEEDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
 
-
-# Regression (STS-B, scores 0-5): how close two exits' values must be to agree.
-DEFAULT_TOLERANCES = (0.1, 0.2, 0.3, 0.5)
 
 
 
@@ -31,6 +39,67 @@ def rules_for(uncertainty, speeds=DEFAULT_SPEEDS, top_k=2, num_layers=None, tole
             for p in range(1, max(num_layers - 1, 2))
         ]
     return [ExitRule(uncertainty, speed=float(s), top_k=top_k) for s in speeds]
+
+
+def sweep_rules(task, num_layers, uncertainty=None, speeds=None, top_k=2, tolerances=None, weights=None):
+    """The sweep's exit rules, each validated (a bad one is a UserInputError).
+
+    `speeds` (default `DEFAULT_SPEEDS`) are entropy / top-K thresholds;
+    `tolerances` (default `DEFAULT_TOLERANCES`) a regression's; a setting the
+    chosen rule would never read is refused rather than dropped without a
+    word. `weights`: the run's fitted learned rule, for `uncertainty="learned"`.
+    """
+    uncertainty = uncertainty or default_uncertainty(task)
+    if uncertainty == "patience" and speeds is not None:
+        raise UserInputError(
+            "--speeds sets entropy or top-K thresholds; the patience rule sweeps every "
+            "patience from 1 to L - 2 instead: drop --speeds."
+        )
+    if not task.regression and tolerances is not None:
+        raise UserInputError(
+            "--tolerances applies to regression tasks (patience rule) only: drop --tolerances."
+        )
+    if uncertainty == "learned" and weights is None:
+        raise UserInputError(
+            "the learned rule is fitted after training: train with entropy, then "
+            "`python -m msbert_tf.calibrate --uncertainty=learned` and `python -m msbert_tf.evaluate --uncertainty=learned`."
+        )
+    tolerances = (tolerances or DEFAULT_TOLERANCES) if task.regression else (0.0,)
+    rules = rules_for(uncertainty, speeds or DEFAULT_SPEEDS, top_k, num_layers=num_layers, tolerances=tolerances)
+    if weights is not None:
+        rules = [dataclasses.replace(rule, weights=weights) for rule in rules]
+    for rule in rules:
+        rule.validate(task.num_labels)
+    return rules
+
+
+def check_max_drop(max_drop):
+    if not max_drop >= 0:
+        raise UserInputError(f"--max_drop must be 0 or more metric points, got {max_drop}.")
+
+
+def evaluate_file(trained, data_file, uncertainty=None, speeds=None, top_k=2, tolerances=None, max_drop=0.5,
+                  max_examples=None, timing_examples=200):
+    """`evaluate` on a labelled file of the run's task (the rules of
+    `sweep_rules`); the report dict, with the task, file and row count."""
+    from msbert_tf.data import pipeline, readers
+    from msbert_tf.inference.predict import learned_weights
+
+    check_max_drop(max_drop)
+    if max_examples is not None and max_examples < 1:
+        raise UserInputError(f"--max_examples must be at least 1, got {max_examples}.")
+    weights = learned_weights(trained) if uncertainty == "learned" else None
+    rules = sweep_rules(trained.task, trained.classifier.num_layers, uncertainty, speeds, top_k, tolerances, weights)
+    examples = readers.read_file(trained.task, data_file).take(max_examples)
+    if len(examples) == 0:
+        raise UserInputError(f"{data_file} has no rows to evaluate (only a header?).")
+    split = pipeline.encode(examples, trained.preprocessor, name=os.path.basename(data_file))
+    result = evaluate(
+        trained.classifier, split, rules, max_drop,
+        batch_size=trained.config.data.eval_batch_size, timing_examples=timing_examples,
+        metrics=trained.task.metrics,
+    )
+    return {"task": trained.task.name, "data_file": data_file, "examples": len(split), **result}
 
 
 def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=None, metrics=("accuracy",)):

@@ -15,8 +15,7 @@ from msbert_tf.data import pipeline
 from msbert_tf.data.readers import Examples
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference.early_exit import EarlyExitPredictor
-from msbert_tf.inference.evaluation import DEFAULT_TOLERANCES, default_uncertainty
-from msbert_tf.inference.uncertainty import RULES, ExitRule
+from msbert_tf.inference.uncertainty import DEFAULT_TOLERANCES, RULES, ExitRule, default_uncertainty
 
 
 def default_rule(trained, speed=None, uncertainty=None, top_k=None):

@@ -28,6 +28,8 @@ from msbert_tf.inference import learned_exit
 from msbert_tf.inference.entropy import entropy, top_k_entropy  # noqa: F401 - the rules' measures, re-exported
 
 RULES = ("entropy", "topk", "patience", "learned")
+# Regression (STS-B, scores 0-5): how close two exits' values must be to agree.
+DEFAULT_TOLERANCES = (0.1, 0.2, 0.3, 0.5)
 
 
 def default_uncertainty(task):
