@@ -22,7 +22,7 @@ from msbert_tf.inference.risk_control import (
 
 flags.DEFINE_string("run_dir", None, "A finished training run folder.")
 flags.DEFINE_string("data_file", None, "Calibration rows the model never trained on: the task's layout "
-                    "(labelled), or plain text (.txt) one example per line. Default: the run's held-out rows.")
+                    "(a GLUE TSV may lack its label column), or plain text (.txt) one example per line. Default: the run's held-out rows.")
 flags.DEFINE_enum("risk", DEFAULT_RISK, RISKS, "disagreement with the full model (no labels needed) "
                   "or accuracy_drop (the full model right, the exit wrong; labelled rows).")
 flags.DEFINE_float("max_risk", DEFAULT_MAX_RISK, "The risk to stay under, in (0, 1).")

@@ -140,6 +140,12 @@ def test_cli_calibrates_and_predict_uses_it(tiny_run, tmp_path):
     assert default_rule(MSBert.load(tiny_run)._trained).speed == record["speed"]
     with pytest.raises(UserInputError, match="needs labelled rows"):
         model.calibrate(data_file=str(rows), risk="accuracy_drop")
+    # The task's own layout without its label column: label-free rows, the same answer.
+    tsv = tmp_path / "rows.tsv"
+    tsv.write_text("sentence\n" + rows.read_text())
+    assert model.calibrate(data_file=str(tsv), max_risk=0.05)["speed"] == record["speed"]
+    with pytest.raises(UserInputError, match="needs labelled rows"):
+        model.calibrate(data_file=str(tsv), risk="accuracy_drop")
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     with pytest.raises(UserInputError, match="has no rows to calibrate on"):

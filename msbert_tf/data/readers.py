@@ -270,20 +270,40 @@ def resolve_task(data):
     return task
 
 
-def read_glue_tsv(task, path):
+def read_rows(task, path):
+    """(examples, labelled) for label-free uses (calibration's disagreement):
+    plain text (`.txt`, one example per line, a tab between a pair's texts),
+    a GLUE TSV of the task with or without its label column, or any file of
+    the task's layout."""
+    if path.endswith(".txt"):
+        return read_texts(task, path), False
+    if task.file_format == "glue_tsv" and not task.header and os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                header = next(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), None)
+        except UnicodeDecodeError as e:
+            raise _not_utf8(path, e) from None
+        if header is not None and task.label_column not in header:
+            return read_glue_tsv(task, path, labelled=False), False
+    return read_file(task, path), True
+
+
+def read_glue_tsv(task, path, labelled=True):
+    """A GLUE TSV of `task`; `labelled=False` reads one without its label
+    column (labels are zeros)."""
     try:
-        return _read_glue_tsv(task, path)
+        return _read_glue_tsv(task, path, labelled)
     except UnicodeDecodeError as e:
         raise _not_utf8(path, e) from None
 
 
-def _read_glue_tsv(task, path):
+def _read_glue_tsv(task, path, labelled):
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = list(task.header) if task.header else next(rows, None)
         if header is None:
             raise UserInputError(f"{path} is empty: expected a header row.")
-        columns = [task.text_column, task.label_column]
+        columns = [task.text_column] + ([task.label_column] if labelled else [])
         if task.text_pair_column:
             columns.append(task.text_pair_column)
         missing = [c for c in columns if c not in header]
@@ -303,7 +323,7 @@ def _read_glue_tsv(task, path):
             text_a.append(_text(row[index[task.text_column]], path, line))
             if task.text_pair_column:
                 text_b.append(_text(row[index[task.text_pair_column]], path, line))
-            labels.append(_label_id(task, row[index[task.label_column]], path, line))
+            labels.append(_label_id(task, row[index[task.label_column]], path, line) if labelled else 0)
     return Examples(
         text_a=text_a,
         labels=np.asarray(labels, dtype=label_dtype(task)),

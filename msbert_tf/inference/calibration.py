@@ -155,19 +155,11 @@ def summary(record, rows="the calibration set"):
     )
 
 
-def read_rows(task, path):
-    """(examples, labelled): a file in the task's layout, or plain text
-    (`.txt`, one example per line, a tab between a pair's texts)."""
-    if path.endswith(".txt"):
-        return readers.read_texts(task, path), False
-    return readers.read_file(task, path), True
-
-
 def calibration_rows(trained, data_file=None):
     """(examples, labelled, where they come from) for `trained`'s run."""
     data_file = data_file or trained.config.data.calibration_file
     if data_file:
-        examples, labelled = read_rows(trained.task, data_file)
+        examples, labelled = readers.read_rows(trained.task, data_file)
         where = data_file
     elif trained.config.data.calibration_source == "dev":
         examples, labelled = readers.read_split(trained.task, "dev", trained.config.data.data_dir), True
