@@ -104,6 +104,24 @@ def test_runner_rejects_a_damaged_bundle(exported, tmp_path):
         LiteRTRunner(str(copy))
 
 
+def test_runner_refuses_a_manifest_that_does_not_describe_its_graphs(exported, tmp_path):
+    import shutil
+
+    _, out, _ = exported
+    for name, edit, message in (
+        ("hidden", lambda m: m["stages"][1]["inputs"]["hidden_in"].update(shape=[-1, -1, 999]),
+         "stage_2.tflite: its inputs .* are not the manifest's"),
+        ("output", lambda m: m.update(output="value"), "stage_1.tflite has no output 'value'"),
+    ):
+        copy = tmp_path / name
+        shutil.copytree(os.path.join(out, "tflite_none"), copy)
+        manifest = json.loads((copy / MANIFEST).read_text())
+        edit(manifest)
+        (copy / MANIFEST).write_text(json.dumps(manifest))
+        with pytest.raises(UserInputError, match=message):
+            LiteRTRunner(str(copy))
+
+
 def test_saved_model_in_a_fresh_process_equals_the_python_predictor(exported):
     from msbert_tf.inference.predict import predict_texts
 

@@ -24,6 +24,7 @@ from absl import logging
 from msbert_tf.errors import UserInputError
 from msbert_tf.export import litert, serving, stages
 from msbert_tf.export.manifest import BUNDLE_VERSION, MANIFEST, VOCABULARY, sha256
+from msbert_tf.export.runner import LiteRTRunner, tensor_specs
 from msbert_tf.inference.early_exit import EarlyExitPredictor
 from msbert_tf.inference.predict import default_rule
 from msbert_tf.run_dir import writable_folder, write_atomically
@@ -47,13 +48,6 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
             f"max_seq_length={max_seq_length} is outside what the model takes (3 to {limit}): "
             "lower --max_seq_length."
         )
-
-
-def _tensor_specs(details):
-    return {
-        name: {"shape": [int(d) for d in detail["shape_signature"]], "dtype": np.dtype(detail["dtype"]).name}
-        for name, detail in sorted(details.items())
-    }
 
 
 def _exit_rule(rule):
@@ -96,8 +90,8 @@ def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
         runner = litert.interpreter(file).get_signature_runner()
         stage_entries.append({
             "file": name,
-            "inputs": _tensor_specs(runner.get_input_details()),
-            "outputs": _tensor_specs(runner.get_output_details()),
+            "inputs": tensor_specs(runner.get_input_details()),
+            "outputs": tensor_specs(runner.get_output_details()),
         })
     manifest = {
         "format": "msbert-tf litert bundle",
@@ -129,7 +123,6 @@ def text_inputs(task):
 
 def _self_check(trained, path, quantize):
     """Runs the whole chain once and compares it with Keras (FINDINGS 5: NaN traps)."""
-    from msbert_tf.export.runner import LiteRTRunner
     from msbert_tf.inference.uncertainty import ExitRule
 
     runner = LiteRTRunner(path)

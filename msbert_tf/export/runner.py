@@ -50,6 +50,30 @@ def read_manifest(path):
     return manifest
 
 
+def tensor_specs(details):
+    """{name: {"shape", "dtype"}} of a signature runner's input or output details."""
+    return {
+        name: {"shape": [int(d) for d in detail["shape_signature"]], "dtype": np.dtype(detail["dtype"]).name}
+        for name, detail in sorted(details.items())
+    }
+
+
+def _check_stage(path, entry, stage, output):
+    """Refuses a stage graph whose tensors are not the ones its manifest entry names."""
+    graph = {"inputs": tensor_specs(stage.get_input_details()), "outputs": tensor_specs(stage.get_output_details())}
+    for side in ("inputs", "outputs"):
+        if graph[side] != entry.get(side):
+            raise UserInputError(
+                f"{os.path.join(path, entry['file'])}: its {side} {graph[side]} are not the manifest's "
+                f"{entry.get(side)}; the bundle is inconsistent: export it again."
+            )
+    if output not in graph["outputs"]:
+        raise UserInputError(
+            f"{os.path.join(path, entry['file'])} has no output {output!r}, which the manifest names; "
+            "export the bundle again."
+        )
+
+
 class LiteRTRunner:
     def __init__(self, path, num_threads=1):
         import keras_hub
@@ -59,6 +83,8 @@ class LiteRTRunner:
             litert.interpreter(os.path.join(path, stage["file"]), num_threads).get_signature_runner()
             for stage in self.manifest["stages"]
         ]
+        for entry, stage in zip(self.manifest["stages"], self.stages):
+            _check_stage(path, entry, stage, self.manifest.get("output"))
         settings = self.manifest["tokenizer"]
         self.settings = settings
         self.tokenizer = keras_hub.models.BertTokenizer(
