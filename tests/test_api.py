@@ -59,10 +59,14 @@ def test_bad_prediction_input(trained, texts, speed, message):
         trained[0].predict(texts, speed=speed)
 
 
-def test_overlong_text_is_truncated_not_refused(trained):
+def test_overlong_text_is_truncated_not_refused(trained, caplog):
     model, _ = trained
     (result,) = model.predict([" ".join(["word"] * 5000)])
     assert 1 <= result["exit_layer"] <= 2
+    assert "1 of 1 text(s) are longer than 32 tokens: each was cut to its first 32" in caplog.text
+    caplog.clear()
+    model.predict(["short"])
+    assert "longer than" not in caplog.text
 
 
 def test_unknown_or_ambiguous_fields():

@@ -10,6 +10,7 @@ predict_texts(load_run("runs/mrpc"), [("He left.", "He went away.")], rule)
 """
 
 import numpy as np
+from absl import logging
 
 from msbert_tf.data import pipeline
 from msbert_tf.data.readers import Examples
@@ -114,6 +115,13 @@ def predict_texts(trained, texts, rule, batch_size=32):
         raise UserInputError(f"texts must be a list of strings (or of (text, text_pair) tuples), got {texts!r}.")
     examples = _examples(trained.task, list(texts))
     split = pipeline.encode(examples, trained.preprocessor, name="input")
+    if split.num_truncated:
+        # Said, not silent: the words past the limit did not count.
+        logging.warning(
+            "%d of %d text(s) are longer than %d tokens: each was cut to its first %d, and the words after "
+            "did not count.", split.num_truncated, len(examples), trained.preprocessor.sequence_length,
+            trained.preprocessor.sequence_length,
+        )
     predictor = EarlyExitPredictor(trained.classifier)
     names = trained.task.label_names
     results = []
