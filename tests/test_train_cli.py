@@ -32,6 +32,9 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     ]
     done = _train(*args)
     assert done.returncode == 0, done.stderr[-3000:]
+    # Not a terminal: a line per part, no progress bar's control characters.
+    assert not any(c in done.stderr for c in ("\x08", "\r", "\x1b[")), done.stderr[-500:]
+    assert "evaluating 200 rows: every exit, 4 exit rule(s)." in done.stderr
     report = json.loads((out / "report.json").read_text())
     assert len(report["dev"]["exits"]) == 6
     assert report["dev"]["teacher"] == report["dev"]["exits"][-1]

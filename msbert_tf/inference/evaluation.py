@@ -13,8 +13,8 @@ import dataclasses
 import os
 
 import numpy as np
-
 import tensorflow as tf
+from absl import logging
 
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference import flops
@@ -108,6 +108,10 @@ def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=
     Wall clock is timed at batch 1 on the first `timing_examples` rows and at
     batch 32 on all; `timing_examples=0` skips timing.
     """
+    logging.info(
+        "evaluating %d rows: every exit, %d exit rule(s)%s.", len(split), len(rules),
+        f", then wall clock at batch 1 on {min(timing_examples, len(split))} rows and at batch 32" if timing_examples else "",
+    )
     logits = exit_logits(classifier, split, batch_size)
     per_exit = exit_metrics(classifier, split, batch_size, metrics, logits=logits)
     probs = np.asarray(exit_outputs(tf.constant(logits)))

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import os
 import shutil
+import sys
 
 import keras
 import tensorflow as tf
@@ -191,7 +192,13 @@ def import_teacher(classifier, config, task):
 
 
 def train(config, output_dir, verbose="auto"):
-    """Fine-tunes the teacher, then distils the exit heads; resumes where it stopped."""
+    """Fine-tunes the teacher, then distils the exit heads; resumes where it stopped.
+
+    `verbose="auto"`: a progress bar when a person watches (stderr is a
+    terminal), else one line per part, with no control characters in log files.
+    """
+    if verbose == "auto":
+        verbose = 1 if sys.stderr.isatty() else 2
     config.validate()
     task = readers.resolve_task(config.data)
     run = run_dir_lib.RunDir(output_dir)
