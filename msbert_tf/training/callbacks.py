@@ -156,9 +156,12 @@ class StageBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_train_begin(logs)
         saved = os.path.join(self.backup_dir, self.SEEDS)
         if os.path.exists(saved):
+            # By position: the generators' names carry a per-process counter.
             with np.load(saved) as states:
-                for index, variable in enumerate(self._seed_states()):
-                    variable.assign(states[f"{index}:{variable.path}"])
+                variables = self._seed_states()
+                if len(states.files) == len(variables):
+                    for index, variable in enumerate(variables):
+                        variable.assign(states[str(index)])
         self._use_folder(self.save_dir)
 
     def _save_model(self):
@@ -167,7 +170,7 @@ class StageBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._use_folder(staging)
         super()._save_model()
         np.savez(os.path.join(staging, self.SEEDS),
-                 **{f"{i}:{v.path}": np.asarray(v) for i, v in enumerate(self._seed_states())})
+                 **{str(i): np.asarray(v) for i, v in enumerate(self._seed_states())})
         if self.record is not None:
             with open(os.path.join(staging, self.RECORD), "w") as f:
                 json.dump(self.record(), f)
