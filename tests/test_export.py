@@ -104,6 +104,19 @@ def test_runner_rejects_a_damaged_bundle(exported, tmp_path):
         LiteRTRunner(str(copy))
 
 
+def test_a_bundle_written_before_pair_export_still_runs(exported, tmp_path):
+    import shutil
+
+    _, out, dev = exported
+    copy = tmp_path / "old"
+    shutil.copytree(os.path.join(out, "tflite_none"), copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["inputs"], manifest["output"]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    new = LiteRTRunner(os.path.join(out, "tflite_none"))
+    assert LiteRTRunner(str(copy)).classify(dev.text_a[0]) == new.classify(dev.text_a[0])
+
+
 def test_runner_refuses_a_manifest_that_does_not_describe_its_graphs(exported, tmp_path):
     import shutil
 

@@ -47,6 +47,9 @@ def read_manifest(path):
                 f"{file} is missing or does not match its checksum in {MANIFEST}: "
                 "the bundle is damaged; export it again."
             )
+    # Bundles written before pair and regression export name neither: one text, probabilities.
+    manifest.setdefault("inputs", ["text"])
+    manifest.setdefault("output", "probabilities")
     return manifest
 
 
