@@ -46,8 +46,11 @@ class DataConfig:
     # `max_train_examples` applies. 0 holds nothing out.
     calibration_fraction: float = 0.05
     max_calibration_examples: Optional[int] = 4000
-    # Where calibration rows come from: `held_out` (the slice above) or `dev`
-    # (the task's dev set, whole; nothing is then held out of training): the
+    # Where calibration rows come from: `held_out` (the slice above),
+    # `held_out_sentences` (the fraction counts whole sentences, rows no other
+    # row contains, held out with every phrase only they contain: for a file
+    # of phrases such as SST-2's, whose dev set holds sentences) or `dev` (the
+    # task's dev set, whole; nothing is then held out of training). The
     # guarantee holds for rows like these, and SST-2's held-out training
     # phrases are easier than its dev sentences (BENCHMARKS.md).
     calibration_source: str = "held_out"
@@ -208,7 +211,7 @@ class RunConfig:
         _check_choice("distill.emd_solver", self.distill.emd_solver, ("sinkhorn", "exact"))
         _check_choice("distill.layer_weights", self.distill.layer_weights, ("uniform", "learned"))
         _check_choice("model.head", self.model.head, ("mlp", "attention"))
-        _check_choice("data.calibration_source", self.data.calibration_source, ("held_out", "dev"))
+        _check_choice("data.calibration_source", self.data.calibration_source, ("held_out", "held_out_sentences", "dev"))
         _check_choice("model.gelu", self.model.gelu, ("auto", "exact", "tanh"))
         _check_choice("model.teacher_pooling", self.model.teacher_pooling, ("cls", "mean"))
         _check_choice("strategy", self.strategy, ("default", "mirrored", "multi_worker", "tpu"))

@@ -51,8 +51,9 @@ flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev rows."
 flags.DEFINE_float("calibration_fraction", None, "Share of the training file held out (never trained on) to calibrate "
                    "the exit threshold; 0 holds nothing out (default 0.05).")
 flags.DEFINE_integer("max_calibration_examples", None, "At most this many held-out calibration rows (default 4000).")
-flags.DEFINE_enum("calibration_source", None, ["held_out", "dev"], "Calibration rows: held out of the "
-                  "training file (default) or the task's dev set.")
+flags.DEFINE_enum("calibration_source", None, ["held_out", "held_out_sentences", "dev"], "Calibration rows: "
+                  "held out of the training file (default), whole sentences held out with the phrases only they "
+                  "contain (a file of phrases, as SST-2's), or the task's dev set.")
 flags.DEFINE_string("calibration_file", None, "Calibrate on this file instead of a held-out slice: the task's layout, "
                     "or plain text (.txt) one example per line.")
 flags.DEFINE_integer("seed", None, "Random seed.")

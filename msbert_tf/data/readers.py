@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 
 from msbert_tf.data import tasks
+from msbert_tf.data.sentences import hold_out_sentences
 from msbert_tf.errors import UserInputError
 
 # SST-2 and friends have rows far below this; the default (128 KiB) is only
@@ -94,7 +95,15 @@ def training_rows(task, data, seed):
     """(rows to train on, calibration rows held out or None) of `data` (a
     DataConfig): the held-out rows are drawn before `max_train_examples`."""
     fraction = 0.0 if data.calibration_file or data.calibration_source == "dev" else data.calibration_fraction
-    rest, held = hold_out(read_split(task, "train", data.data_dir), fraction, data.max_calibration_examples, seed)
+    split = hold_out
+    if data.calibration_source == "held_out_sentences":
+        if task.is_pair:
+            raise UserInputError(
+                f"calibration_source=held_out_sentences holds out sentences of a file of phrases; {task.name} "
+                "is a pair task: use --calibration_source=held_out."
+            )
+        split = hold_out_sentences
+    rest, held = split(read_split(task, "train", data.data_dir), fraction, data.max_calibration_examples, seed)
     return rest.take(data.max_train_examples), held
 
 

@@ -172,7 +172,8 @@ def calibration_rows(trained, data_file=None):
                 "before they were held out): pass --data_file=<rows the model never trained on>."
             )
         labelled = True
-        where = "the training rows held out of this run"
+        where = ("the training sentences held out of this run" if trained.config.data.calibration_source ==
+                 "held_out_sentences" else "the training rows held out of this run")
     if len(examples) == 0:
         raise UserInputError(f"{data_file or trained.run.calibration_rows} has no rows to calibrate on.")
     return examples, labelled, where
