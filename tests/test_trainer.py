@@ -287,3 +287,19 @@ def test_a_kill_between_the_checkpoint_renames_resumes_from_the_previous_checkpo
     assert completed_epochs(folder) == 3
     assert sorted(os.listdir(tmp_path)) == ["checkpoints"]
 
+
+
+def test_a_checkpoint_with_other_random_states_is_refused_not_resumed_inexactly(tmp_path):
+    from msbert_tf.training.callbacks import StageBackupAndRestore
+
+    def model(dropouts):
+        layers = [keras.Input((2,))] + [keras.layers.Dropout(0.5) for _ in range(dropouts)] + [keras.layers.Dense(1)]
+        m = keras.Sequential(layers)
+        m.compile(optimizer="sgd", loss="mse")
+        return m
+
+    x, y = np.ones((8, 2), "float32"), np.ones((8, 1), "float32")
+    folder = str(tmp_path / "checkpoints")
+    model(1).fit(x, y, epochs=1, verbose=0, callbacks=[StageBackupAndRestore(folder, folder, delete_checkpoint=False)])
+    with pytest.raises(UserInputError, match="holds 1 random-state.*this model has 2.*new --output_dir"):
+        model(2).fit(x, y, epochs=2, verbose=0, callbacks=[StageBackupAndRestore(folder, folder, delete_checkpoint=False)])

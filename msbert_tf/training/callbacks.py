@@ -159,9 +159,15 @@ class StageBackupAndRestore(keras.callbacks.BackupAndRestore):
             # By position: the generators' names carry a per-process counter.
             with np.load(saved) as states:
                 variables = self._seed_states()
-                if len(states.files) == len(variables):
-                    for index, variable in enumerate(variables):
-                        variable.assign(states[str(index)])
+                if len(states.files) != len(variables):
+                    # Resuming with fresh dropout draws would not be the exact resume promised.
+                    raise UserInputError(
+                        f"the checkpoint in {self.backup_dir} holds {len(states.files)} random-state(s), this "
+                        f"model has {len(variables)}: it was saved by another model; train into a new "
+                        "--output_dir, or delete that folder to start the stage over."
+                    )
+                for index, variable in enumerate(variables):
+                    variable.assign(states[str(index)])
         self._use_folder(self.save_dir)
 
     def _save_model(self):
