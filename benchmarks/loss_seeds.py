@@ -18,7 +18,6 @@ standard deviation over seeds per loss) into --output_dir.
 """
 
 import copy
-import dataclasses
 import json
 import os
 import platform
@@ -36,7 +35,7 @@ import calibration_splits as splits  # noqa: E402  (its Rows, read and calibrati
 from msbert_tf.data import readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
 from msbert_tf.inference.calibration import fit_exit_model, oracle_exit_layers  # noqa: E402
-from msbert_tf.inference.early_exit import predictions_of, simulate  # noqa: E402
+from msbert_tf.inference.early_exit import predictions_of  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
 from msbert_tf.inference.sweep import flops_speedup  # noqa: E402
 from msbert_tf.inference.uncertainty import ExitRule  # noqa: E402
@@ -55,13 +54,8 @@ DROPS = (0.5, 1.5)
 
 def curve_within(rows, rule, spec, points):
     """The largest FLOPs speed-up on `rows` whose accuracy is within `points` of the full model's."""
-    full = np.mean(predictions_of(rows.probs[:, -1]) == rows.labels)
-    best = 1.0
-    for speed in np.linspace(0, 1, 201):
-        result = simulate(rows.probs, dataclasses.replace(rule, speed=float(speed)))
-        if 100 * (full - np.mean(result.labels == rows.labels)) <= points:
-            best = max(best, flops_speedup(result.exit_layers, rows.lengths, spec))
-    return best
+    return max((flops_speedup(result.exit_layers, rows.lengths, spec)
+                for _, result, drop in splits.curve(rows, rule) if drop <= points), default=1.0)
 
 
 def measure(folder, dev_file):
@@ -83,9 +77,7 @@ def measure(folder, dev_file):
         rule = ExitRule(kind, weights=weights)
         rng = np.random.default_rng(0)
         certified = []
-        for _ in range(FLAGS.splits):
-            order = rng.permutation(len(pool))
-            cal, test = pool.take(order[: len(pool) // 2]), pool.take(order[len(pool) // 2:])
+        for cal, test in splits.random_halves(pool, rng):
             disagreement, _, speedup = splits.read(test, splits.certified_rule(cal, rule, spec), spec)
             certified.append((speedup, disagreement))
         out[kind] = {
