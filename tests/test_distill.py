@@ -106,3 +106,17 @@ def test_emd_gradient_reaches_heads_not_backbone():
     trainable = {id(w) for w in model.trainable_weights}
     assert {id(w) for w in heads} <= trainable
     assert not trainable & {id(w) for w in backbone.weights}
+
+
+@pytest.mark.parametrize("loss", ["emd", "kl"])
+def test_the_loss_round_trips_its_config(loss):
+    original = _loss(loss=loss, temperature=2.0, emd_cost="both", alpha=0.5)
+    clone = DistillationLoss.from_config(original.get_config())
+    assert clone.config == original.config and clone.get_config() == original.get_config()
+    labels = tf.constant([0, 1, 2, 1])
+    expected = float(original(_outputs(), labels)["loss"])
+    clone(_outputs(), labels)  # builds the EMD cost's projection, then takes the original's weights
+    clone.set_weights(original.get_weights())
+    assert float(clone(_outputs(), labels)["loss"]) == pytest.approx(expected, rel=1e-6)
+    assert float(_loss(loss=loss, temperature=1.0)(_outputs(), labels)["loss"]) != pytest.approx(
+        float(original(_outputs(), labels)["loss"]), rel=1e-6)

@@ -3,7 +3,7 @@ import pytest
 
 from msbert_tf.config import ModelConfig
 from msbert_tf.errors import UserInputError
-from msbert_tf.models.backbone import load_backbone
+from msbert_tf.models.backbone import load_backbone, uses_exact_gelu
 from msbert_tf.models.classifier import MSBertClassifier
 from msbert_tf.models.heads import AttentionExitHead, MLPExitHead
 
@@ -115,3 +115,21 @@ def test_deeper_heads_add_their_layers(head):
     # One more dense(8) for mlp; one more transformer block of width 8 for attention.
     block = 4 * (8 * 8 + 8) + 2 * 8 * 32 + 32 + 8 + 2 * 2 * 8
     assert sizes[1] - sizes[0] == (8 * 8 + 8 if head == "mlp" else block)
+
+
+@pytest.mark.parametrize("gelu", ["exact", "tanh"])
+def test_a_saved_classifier_loads_with_its_gelu_and_its_numbers(tmp_path, gelu):
+    import keras
+
+    backbone, preprocessor = load_backbone(ModelConfig(backbone="random", gelu=gelu), max_seq_length=16)
+    model = MSBertClassifier(backbone, num_labels=3, head="attention", head_dim=8)
+    inputs = preprocessor(["a good film", "bad"])
+    # Large enough activations that erf and tanh GELU differ visibly.
+    for layer in backbone.transformer_layers:
+        dense = layer._feedforward_intermediate_dense
+        dense.kernel.assign(dense.kernel * 30.0)
+    expected = np.asarray(model(inputs))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(np.asarray(loaded(inputs)), expected, atol=1e-5)
+    assert uses_exact_gelu(loaded.backbone) == (gelu == "exact")

@@ -114,3 +114,10 @@ def use_exact_gelu(backbone):
     for layer in backbone.transformer_layers:
         layer.activation = exact
         layer._feedforward_intermediate_dense.activation = exact
+
+
+def uses_exact_gelu(backbone):
+    """Whether `use_exact_gelu` was applied: the backbone's own config does not
+    say, so a saved classifier records it and applies it again on load."""
+    return all(layer._feedforward_intermediate_dense.activation is keras.activations.get("gelu")
+               for layer in backbone.transformer_layers)

@@ -17,6 +17,7 @@ logits = model(preprocessor(["good", "bad"]))  # B x L x num_labels
 import keras
 from keras import ops
 
+from msbert_tf.models.backbone import use_exact_gelu, uses_exact_gelu
 from msbert_tf.models.heads import make_head
 
 
@@ -149,6 +150,7 @@ class MSBertClassifier(keras.Model):
             head_depth=self.head_depth,
             dropout=self.dropout,
             teacher_pooling=self.teacher_pooling,
+            exact_gelu=uses_exact_gelu(self.backbone),
         )
         return config
 
@@ -156,4 +158,6 @@ class MSBertClassifier(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if config.pop("exact_gelu", False):
+            use_exact_gelu(config["backbone"])
         return cls(**config)
