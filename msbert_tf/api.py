@@ -11,7 +11,6 @@ model.export("runs/sst2/export", formats=("tflite",))
 ```
 """
 
-import dataclasses
 import os
 
 from msbert_tf.config import RunConfig
@@ -22,10 +21,12 @@ from msbert_tf.inference.risk_control import DEFAULT_CONFIDENCE, DEFAULT_MAX_RIS
 class MSBert:
     """A run folder with its model: train it, reload it, classify with early exit.
 
-    Keyword arguments set config fields by name, in whichever section has
-    that name (`task`, `data_dir`, `backbone`, `head`, `loss`, ...); a name
-    found in several sections (`epochs`) is given dotted, in a dict:
-    `MSBert(dir, **{"distill.epochs": 1})`. A folder that
+    Keyword arguments set config fields by the names the CLI's flags have
+    (`msbert_tf.config.setting_paths()`): a field's own name (`task`,
+    `data_dir`, `backbone`, `head`, `loss`, ...), or, for a name several
+    sections share (`epochs`), the dotted one, in a dict:
+    `MSBert(dir, **{"distill.epochs": 1})`; values are coerced and checked as
+    a config file's are. A folder that
     already holds a run (the CLI's, or an earlier fit's) continues with that
     run's config, so a `fit()` there finishes or reuses it.
     """
@@ -35,9 +36,8 @@ class MSBert:
         if config is None and os.path.exists(os.path.join(output_dir, "config.json")):
             # A folder the CLI (or an earlier fit) started: continue with its config.
             config = RunConfig.from_file(os.path.join(output_dir, "config.json"))
-        self.config = config or RunConfig()
-        for name, value in overrides.items():
-            _set_field(self.config, name, value)
+        # A copy: the caller's config stays as it was.
+        self.config = (config or RunConfig()).replace(**overrides)
         self._trained = None
         # The certified threshold's record (exit_threshold.json), once there is one.
         self.calibration = None
@@ -134,28 +134,3 @@ class MSBert:
     def _require_trained(self):
         if self._trained is None:
             raise UserInputError("this model is not trained: call fit() or MSBert.load(run_dir).")
-
-
-def _set_field(config, name, value):
-    """Sets a field by dotted name (`distill.seed`), by a name of the run's own
-    (`seed`), or by a name only one section has (`task`, `loss`)."""
-    if "." in name:
-        section_name, field = name.split(".", 1)
-        section = getattr(config, section_name, None)
-        if not dataclasses.is_dataclass(section) or field not in {f.name for f in dataclasses.fields(section)}:
-            raise UserInputError(f"{name!r} names no config field.")
-        setattr(section, field, value)
-        return
-    own = {f.name for f in dataclasses.fields(config) if not dataclasses.is_dataclass(getattr(config, f.name))}
-    if name in own:
-        setattr(config, name, value)
-        return
-    owners = [
-        section
-        for section in (config.data, config.model, config.teacher, config.distill)
-        if name in {f.name for f in dataclasses.fields(section)}
-    ]
-    if len(owners) != 1:
-        where = "no config field" if not owners else "a field of several sections: use a dotted name (distill.epochs)"
-        raise UserInputError(f"{name!r} names {where}.")
-    setattr(owners[0], name, value)

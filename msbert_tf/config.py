@@ -205,6 +205,27 @@ class RunConfig:
             raise UserInputError(f"config file {path} is not valid JSON: {e}") from None
         return cls.from_dict(values)
 
+    def replace(self, **settings):
+        """A validated copy with `settings` changed, each by its one name
+        (`settings()`: `task`, `loss`, `teacher.epochs`) or full dotted path,
+        its value coerced as a config file's would be. This config is left
+        as it was."""
+        names = setting_paths()
+        values = self.to_dict()
+        for name, value in settings.items():
+            path = names.get(name, name if name in names.values() else None)
+            if path is None:
+                shared = sorted(p for p in names.values() if p.rsplit(".", 1)[-1] == name)
+                what = (f"a field of several sections: use a dotted name ({', '.join(shared)})" if shared
+                        else "no config field")
+                raise UserInputError(f"{name!r} names {what}.")
+            *sections, field = path.split(".")
+            target = values
+            for section in sections:
+                target = target[section]
+            target[field] = list(value) if isinstance(value, tuple) else value
+        return RunConfig.from_dict(values).validate()
+
     def validate(self):
         _check_choice("distill.loss", self.distill.loss, ("emd", "kl", "ce"))
         _check_choice("distill.emd_cost", self.distill.emd_cost, ("logits", "hidden", "both"))
@@ -276,6 +297,50 @@ class RunConfig:
 def _check_choice(name, value, choices):
     if value not in choices:
         raise UserInputError(f"{name}={value!r} is not one of {', '.join(choices)}.")
+
+
+def setting_paths():
+    """{one name: dotted path} of every field a user may set. The run's own
+    fields and fields only one section has go by their name (`seed`, `task`,
+    `loss`); names several sections share go dotted (`teacher.epochs`,
+    `distill.learning_rate`, `distill.seed`), as do nested sections' fields
+    (`model.random_backbone.num_layers`). Flags, the API's keywords and
+    `RunConfig.replace` all use these names."""
+    leaves = list(_leaf_paths(RunConfig, ""))
+    own = {path for path in leaves if "." not in path}
+    counts = {}
+    for path in leaves:
+        if path.count(".") == 1:
+            counts[path.split(".")[1]] = counts.get(path.split(".")[1], 0) + 1
+    names = {}
+    for path in leaves:
+        field = path.rsplit(".", 1)[-1]
+        short = path.count(".") == 1 and counts[field] == 1 and field not in own
+        names[field if short or path in own else path] = path
+    return names
+
+
+def setting_type(path):
+    """(type, element type for tuples, default) of the field at dotted `path`."""
+    cls, default = RunConfig, RunConfig()
+    *sections, field = path.split(".")
+    for section in sections:
+        cls, default = typing.get_type_hints(cls)[section], getattr(default, section)
+    hint = typing.get_type_hints(cls)[field]
+    options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+    kind = next(t for t in options if t is not type(None))
+    value = getattr(default, field)
+    element = type(value[0]) if kind is tuple and value else str
+    return kind, element, value
+
+
+def _leaf_paths(cls, prefix):
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[field.name]):
+            yield from _leaf_paths(hints[field.name], f"{prefix}{field.name}.")
+        else:
+            yield prefix + field.name
 
 
 # Fields of earlier versions that no longer do anything: ignored when read,

@@ -14,7 +14,7 @@ import time
 from absl import flags, logging
 
 from msbert_tf import cli, eval_flags
-from msbert_tf.config import RunConfig
+from msbert_tf.config import RunConfig, setting_paths, setting_type
 from msbert_tf.errors import UserInputError
 
 FLAGS = flags.FLAGS
@@ -22,99 +22,115 @@ FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(eval_flags)
 flags.DEFINE_string("config", None, "A run preset: its name (sst2) or a JSON file (configs/sst2.json).")
 flags.DEFINE_string("output_dir", None, "Run folder: config, weights, checkpoints, logs, report.")
-flags.DEFINE_string("task", None, "Task name, e.g. sst2.")
-flags.DEFINE_string("data_dir", None, "GLUE-layout folder; without it, TFDS.")
-flags.DEFINE_string("train_file", None, "--task=custom: training file (.csv, .tsv or .jsonl).")
-flags.DEFINE_string("dev_file", None, "--task=custom: dev file, same columns.")
-flags.DEFINE_string("text_column", None, "--task=custom: column of the text (default text).")
-flags.DEFINE_string("text_pair_column", None, "--task=custom: column of a second text, for pairs.")
-flags.DEFINE_string("label_column", None, "--task=custom: column of the label (default label).")
-flags.DEFINE_string("backbone", None, "embedded:minilm_l6, a keras-hub preset or folder, or random.")
-flags.DEFINE_string("head", None, "Exit head design: mlp or attention.")
-flags.DEFINE_integer("head_dim", None, "Exit heads' width (attention heads: a multiple of their head count).")
-flags.DEFINE_integer("head_depth", None, "Exit heads' depth: attention heads put depth-1 transformer blocks before their [CLS] "
-                     "attention; mlp heads have depth dense(tanh) layers.")
-flags.DEFINE_string("teacher_pooling", None, "What the teacher classifier reads: cls or mean.")
-flags.DEFINE_string("distill_loss", None, "emd (MS-BERT), kl (FastBERT) or ce (DeeBERT-style).")
-flags.DEFINE_string("emd_solver", None, "sinkhorn (native TF) or exact (POT).")
-flags.DEFINE_string("emd_cost", None, "logits, hidden or both.")
-flags.DEFINE_string("layer_weights", None, "EMD layer weights: uniform or learned (BERT-EMD).")
-flags.DEFINE_float("teacher_epochs", None, "Stage-1 epochs (fractions allowed).")
-flags.DEFINE_float("distill_epochs", None, "Stage-2 epochs (fractions allowed).")
-flags.DEFINE_integer("batch_size", None, "Training batch size.")
-flags.DEFINE_float("learning_rate", None, "Stage-1 (teacher) peak learning rate.")
-flags.DEFINE_float("distill_learning_rate", None, "Stage-2 (heads) peak learning rate.")
-flags.DEFINE_float("distill_temperature", None, "Stage-2 softmax temperature T of teacher and students.")
-flags.DEFINE_integer("max_seq_length", None, "Tokens per example, [CLS] and [SEP] included.")
-flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows.")
-flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev rows.")
-flags.DEFINE_float("calibration_fraction", None, "Share of the training file held out (never trained on) to calibrate "
-                   "the exit threshold; 0 holds nothing out (default 0.05).")
-flags.DEFINE_integer("max_calibration_examples", None, "At most this many held-out calibration rows (default 4000).")
-flags.DEFINE_enum("calibration_source", None, ["held_out", "held_out_sentences", "dev"], "Calibration rows: "
-                  "held out of the training file (default), whole sentences held out with the phrases only they "
-                  "contain (a file of phrases, as SST-2's), or the task's dev set.")
-flags.DEFINE_string("calibration_file", None, "Calibrate on this file instead of a held-out slice: the task's layout, "
-                    "or plain text (.txt) one example per line.")
-flags.DEFINE_integer("seed", None, "Random seed.")
-flags.DEFINE_integer("distill_seed", None, "Stage 2's own random seed (default: --seed).")
-flags.DEFINE_bool("jit_compile", None, "XLA for the train steps (--nojit_compile: off).")
-flags.DEFINE_integer("checkpoint_every_steps", None, "Save resumable state every N steps.")
-flags.DEFINE_string("teacher_from", None, "Reuse the fine-tuned teacher of this run folder.")
-flags.DEFINE_string("strategy", None, "tf.distribute: default, mirrored, multi_worker (TF_CONFIG) or tpu.")
-flags.DEFINE_string("tpu", None, "--strategy=tpu: the TPU's name or grpc:// address.")
 
-# flag -> dotted config field it overrides.
-OVERRIDES = {
-    "task": "data.task",
-    "data_dir": "data.data_dir",
-    "train_file": "data.train_file",
-    "dev_file": "data.dev_file",
-    "text_column": "data.text_column",
-    "text_pair_column": "data.text_pair_column",
-    "label_column": "data.label_column",
-    "backbone": "model.backbone",
-    "head": "model.head",
-    "head_dim": "model.head_dim",
-    "head_depth": "model.head_depth",
-    "teacher_pooling": "model.teacher_pooling",
-    "distill_loss": "distill.loss",
-    "emd_solver": "distill.emd_solver",
-    "emd_cost": "distill.emd_cost",
-    "layer_weights": "distill.layer_weights",
+# One flag per config field, named as `setting_paths()` names it (and as the
+# API's keywords are): the field's own name, or its dotted path where
+# sections share it. Unset flags keep the preset's value.
+HELP = {
+    "data.task": "Task name: sst2, trec6, mrpc, stsb, ... or custom.",
+    "data.data_dir": "GLUE-layout folder; without it, TFDS.",
+    "data.max_seq_length": "Tokens per example, [CLS] and [SEP] included.",
+    "data.batch_size": "Training batch size.",
+    "data.eval_batch_size": "Evaluation and calibration batch size.",
+    "data.max_train_examples": "Use only the first N training rows.",
+    "data.max_eval_examples": "Use only the first N dev rows.",
+    "data.calibration_fraction": "Share of the training file held out (never trained on) to calibrate the exit "
+                                 "threshold; 0 holds nothing out.",
+    "data.max_calibration_examples": "At most this many held-out calibration rows.",
+    "data.calibration_source": "Calibration rows: held_out of the training file, held_out_sentences (whole "
+                               "sentences with the phrases only they contain: a file of phrases, as SST-2's), or dev.",
+    "data.calibration_file": "Calibrate on this file instead of a held-out slice: the task's layout, or plain text "
+                             "(.txt) one example per line.",
+    "data.bucket_boundaries": "Length buckets (comma-separated token counts): batches pad to their bucket.",
+    "data.train_file": "--task=custom: training file (.csv, .tsv or .jsonl).",
+    "data.dev_file": "--task=custom: dev file, same columns.",
+    "data.text_column": "--task=custom: column of the text.",
+    "data.text_pair_column": "--task=custom: column of a second text, for pairs.",
+    "data.label_column": "--task=custom: column of the label.",
+    "data.label_names": "--task=custom: the labels, comma-separated (found in the training file if unset).",
+    "model.backbone": "embedded:minilm_l6, a keras-hub preset or folder, or random.",
+    "model.gelu": "Feed-forward GELU: auto (as the checkpoint says), exact or tanh.",
+    "model.num_layers": "Keep only the backbone's first N layers.",
+    "model.strip_accents": "Strip accents before WordPiece (uncased checkpoints).",
+    "model.head": "Exit head design: mlp or attention.",
+    "model.head_dim": "Exit heads' width (attention heads: a multiple of their head count).",
+    "model.head_num_heads": "Attention exit heads' head count.",
+    "model.head_depth": "Exit heads' depth: attention heads put depth-1 transformer blocks before their [CLS] "
+                        "attention; mlp heads have depth dense(tanh) layers.",
+    "model.dropout": "Dropout of the teacher classifier and the exit heads.",
+    "model.teacher_pooling": "What the teacher classifier reads: cls or mean.",
+    "teacher.epochs": "Stage-1 (teacher) epochs (fractions allowed).",
+    "teacher.learning_rate": "Stage-1 (teacher) peak learning rate.",
+    "teacher.warmup_ratio": "Stage-1 share of steps warming the learning rate up.",
+    "teacher.weight_decay": "Stage-1 AdamW weight decay.",
+    "teacher.train_token_embedding": "Stage 1 trains the token embedding too.",
+    "distill.loss": "Stage-2 loss: emd (MS-BERT), kl (FastBERT) or ce (DeeBERT-style).",
+    "distill.epochs": "Stage-2 (exit heads) epochs (fractions allowed).",
+    "distill.learning_rate": "Stage-2 (exit heads) peak learning rate.",
+    "distill.warmup_ratio": "Stage-2 share of steps warming the learning rate up.",
+    "distill.temperature": "Stage-2 softmax temperature T of teacher and students.",
+    "distill.alpha": "Weight of the KL term (emd loss).",
+    "distill.beta": "Weight of the EMD term (emd loss).",
+    "distill.emd_cost": "EMD ground cost: logits, hidden or both.",
+    "distill.emd_solver": "sinkhorn (native TF) or exact (POT, on the host).",
+    "distill.layer_weights": "EMD layer weights: uniform or learned (BERT-EMD).",
+    "distill.layer_weight_temperature": "Temperature of the learned EMD layer weights.",
+    "distill.sinkhorn_epsilon": "Sinkhorn entropic regularisation.",
+    "distill.sinkhorn_iterations": "Sinkhorn iterations.",
+    "distill.seed": "Stage 2's own random seed (default: --seed).",
+    "seed": "Random seed.",
+    "checkpoint_every_steps": "Save resumable state every N steps.",
+    "jit_compile": "XLA for the train steps (--nojit_compile: off).",
+    "teacher_from": "Reuse the fine-tuned teacher of this run folder.",
+    "strategy": "tf.distribute: default, mirrored, multi_worker (TF_CONFIG) or tpu.",
+    "tpu": "--strategy=tpu: the TPU's name or grpc:// address.",
+}
+# Flag names of earlier versions, kept working: old name -> setting name.
+ALIASES = {
+    "distill_loss": "loss",
     "teacher_epochs": "teacher.epochs",
     "distill_epochs": "distill.epochs",
-    "batch_size": "data.batch_size",
     "learning_rate": "teacher.learning_rate",
     "distill_learning_rate": "distill.learning_rate",
-    "distill_temperature": "distill.temperature",
-    "max_seq_length": "data.max_seq_length",
-    "max_train_examples": "data.max_train_examples",
-    "max_eval_examples": "data.max_eval_examples",
-    "calibration_fraction": "data.calibration_fraction",
-    "max_calibration_examples": "data.max_calibration_examples",
-    "calibration_source": "data.calibration_source",
-    "calibration_file": "data.calibration_file",
-    "seed": "seed",
+    "distill_temperature": "temperature",
     "distill_seed": "distill.seed",
-    "jit_compile": "jit_compile",
-    "checkpoint_every_steps": "checkpoint_every_steps",
-    "teacher_from": "teacher_from",
-    "strategy": "strategy",
-    "tpu": "tpu",
 }
+_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool,
+           tuple: flags.DEFINE_list}
+
+
+def _define_setting_flags():
+    for name, path in setting_paths().items():
+        kind, _, default = setting_type(path)
+        help_text = HELP.get(path, f"Config field {path}.")
+        if default is not None and default != ():
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text += f" Without a preset: {shown}."
+        _DEFINE[kind](name, None, help_text)
+    for old, name in ALIASES.items():
+        flags.DEFINE_alias(old, name)
+
+
+_define_setting_flags()
 
 
 def resolve_config(flag_values):
+    """The preset of --config (or the defaults) with every flag given applied."""
     config = RunConfig.from_preset(flag_values.config) if flag_values.config else RunConfig()
-    for flag, field in OVERRIDES.items():
-        value = flag_values[flag].value
-        if value is None:
-            continue
-        section, _, name = field.rpartition(".")
-        target = getattr(config, section) if section else config
-        setattr(target, name, value)
-    return config.validate()
+    settings = {}
+    for name, path in setting_paths().items():
+        value = flag_values[name].value
+        if value is not None:
+            _, element, _ = setting_type(path)
+            settings[name] = [_element(element, v, name) for v in value] if isinstance(value, list) else value
+    return config.replace(**settings)
+
+
+def _element(kind, text, name):
+    try:
+        return kind(text)
+    except ValueError:
+        raise UserInputError(f"--{name}: {text!r} is not {kind.__name__}.") from None
 
 
 def main(argv):

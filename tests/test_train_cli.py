@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from msbert_tf.data import readers, tasks
+from msbert_tf.errors import UserInputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -171,3 +172,55 @@ def test_flags_override_the_preset_file():
         preset = json.load(f)
     assert (config.model.head_dim, config.model.head_depth, config.distill.epochs) == (64, 2, 4.0)
     assert config.teacher.learning_rate == preset["teacher"]["learning_rate"]
+
+
+def test_every_config_field_has_one_flag_named_as_the_api_names_it():
+    from absl import flags
+
+    from msbert_tf import train
+    from msbert_tf.config import RunConfig, setting_paths
+
+    names = setting_paths()
+    leaves = []
+
+    def walk(values, prefix):
+        for key, value in values.items():
+            walk(value, f"{prefix}{key}.") if isinstance(value, dict) else leaves.append(prefix + key)
+
+    walk(RunConfig().to_dict(), "")
+    assert sorted(names.values()) == sorted(leaves)  # every field, once
+    assert all(name in flags.FLAGS for name in names)
+    try:
+        flags.FLAGS(["msbert_tf.train", "--config=sst2", "--distill.epochs=4", "--teacher.learning_rate=3e-5",
+                     "--loss=kl", "--bucket_boundaries=8,16", "--model.random_backbone.num_layers=3",
+                     "--distill.seed=7", "--seed=5", "--nostrip_accents"])
+        config = train.resolve_config(flags.FLAGS)
+        flags.FLAGS.unparse_flags()
+        # The API's keywords are the same names, to the same config.
+        assert config == RunConfig.from_preset("sst2").replace(**{
+            "distill.epochs": 4, "teacher.learning_rate": 3e-5, "loss": "kl", "bucket_boundaries": (8, 16),
+            "model.random_backbone.num_layers": 3, "distill.seed": 7, "seed": 5, "strip_accents": False})
+        assert (config.distill.epochs, config.data.bucket_boundaries, config.distill.seed) == (4.0, (8, 16), 7)
+        # Earlier flag names still work as aliases.
+        flags.FLAGS(["msbert_tf.train", "--distill_epochs=3", "--learning_rate=2e-5", "--distill_loss=ce"])
+        old = train.resolve_config(flags.FLAGS)
+        assert (old.distill.epochs, old.teacher.learning_rate, old.distill.loss) == (3.0, 2e-5, "ce")
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["msbert_tf.train", "--bucket_boundaries=8,x"])
+        with pytest.raises(UserInputError, match="--bucket_boundaries: 'x' is not int"):
+            train.resolve_config(flags.FLAGS)
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_replace_coerces_and_checks_as_a_file_does_and_copies():
+    from msbert_tf.config import RunConfig
+
+    config = RunConfig()
+    changed = config.replace(**{"teacher.epochs": 1}, loss="kl")
+    assert (changed.teacher.epochs, type(changed.teacher.epochs), changed.distill.loss) == (1.0, float, "kl")
+    assert (config.teacher.epochs, config.distill.loss) == (2.0, "emd")  # the original is untouched
+    with pytest.raises(UserInputError, match="config field data.batch_size must be int, got '32'"):
+        config.replace(batch_size="32")
+    with pytest.raises(UserInputError, match="distill.loss='mse' is not one of"):
+        config.replace(loss="mse")
