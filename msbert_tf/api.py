@@ -8,6 +8,7 @@ model.predict(["a gripping, funny film"])     # label, probabilities, exit layer
 model.predict(["a gripping, funny film"], speed=0.5)
 model.evaluate("../shared/data/glue/SST-2/dev.tsv", timing_examples=0)["chosen"]
 model.export("runs/sst2/export", formats=("tflite",))
+model.distill("runs/sst2_kl", loss="kl")      # stage 2 again on the same teacher
 ```
 """
 
@@ -70,6 +71,16 @@ class MSBert:
         if result.chief:
             self.calibration = calibrate_after_training(self._trained)
         return self
+
+    def distill(self, output_dir, verbose="auto", **overrides):
+        """Stage 2 again on this run's fine-tuned teacher, with other settings
+        (`loss="kl"`, `**{"distill.seed": 2}`, `head_dim=64`), in a new run
+        folder: the teacher is copied, not trained again. Returns that run,
+        fitted and calibrated. Settings the teacher depends on (data,
+        backbone, `teacher.*`) are refused: they would need a new teacher."""
+        self._require_trained()
+        config = self.config.replace(teacher_from=os.path.abspath(self.output_dir), **overrides)
+        return MSBert(output_dir, config=config).fit(verbose=verbose)
 
     def calibrate(self, data_file=None, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
                   confidence=DEFAULT_CONFIDENCE, uncertainty=None, top_k=2):

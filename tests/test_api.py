@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -175,3 +176,17 @@ def test_presets_by_name():
     assert RunConfig.from_preset("sst2") == RunConfig.from_file("configs/sst2.json")
     with pytest.raises(UserInputError, match="no preset named 'sst3': choose from .*sst2"):
         RunConfig.from_preset("sst3")
+
+
+def test_distill_trains_other_heads_on_the_same_teacher(trained, tmp_path):
+    model, dev = trained
+    other = model.distill(str(tmp_path / "kl"), verbose=0, loss="kl", **{"distill.seed": 5})
+    assert other.config.distill.loss == "kl" and other.config.teacher_from == os.path.abspath(model.output_dir)
+    first, second = model._trained.classifier, other._trained.classifier
+    for a, b in zip(first.backbone.weights + first.teacher_dense.weights,
+                    second.backbone.weights + second.teacher_dense.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.allclose(np.asarray(first.exit_heads[0].weights[0]), np.asarray(second.exit_heads[0].weights[0]))
+    assert other.calibration is not None and model.config.distill.loss == "emd"
+    with pytest.raises(UserInputError, match="teacher"):
+        model.distill(str(tmp_path / "lr"), verbose=0, **{"teacher.learning_rate": 0.5})
