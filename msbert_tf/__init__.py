@@ -3,7 +3,7 @@
 ```python
 from msbert_tf import MSBert
 model = MSBert("runs/sst2", task="sst2", data_dir="../shared/data/glue").fit()
-model.predict(["a gripping, funny film"], speed=0.3)
+model.predict(["a gripping, funny film"], threshold=0.3)
 ```
 """
 

@@ -5,7 +5,7 @@ from msbert_tf import MSBert
 model = MSBert.from_preset("sst2", "runs/sst2", data_dir="../shared/data/glue")
 model.fit()                                   # teacher, exit heads, certified threshold
 model.predict(["a gripping, funny film"])     # label, probabilities, exit layer
-model.predict(["a gripping, funny film"], speed=0.5)
+model.predict(["a gripping, funny film"], threshold=0.5)
 model.evaluate("../shared/data/glue/SST-2/dev.tsv", timing_examples=0)["chosen"]
 model.export("runs/sst2/export", formats=("tflite",))
 model.distill("runs/sst2_kl", loss="kl")      # stage 2 again on the same teacher
@@ -97,23 +97,28 @@ class MSBert:
         )
         return self.calibration
 
-    def predict(self, texts, speed=None, uncertainty=None, top_k=None):
+    def predict(self, texts, threshold=None, uncertainty=None, top_k=None, speed=None):
+        """Labels, probabilities and exit layers of `texts` (strings, or
+        `(text, text_pair)` tuples for a pair task). `threshold` in [0, 1]: 0
+        runs every layer, 1 exits at the first; default, the run's certified
+        one. `speed` is its name of earlier versions."""
         from msbert_tf.inference.predict import default_rule, predict_texts
 
         self._require_trained()
         one_pair = isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts)
         if isinstance(texts, str) or (self._trained.task.is_pair and one_pair):
             texts = [texts]
-        rule = default_rule(self._trained, speed, uncertainty, top_k)
+        rule = default_rule(self._trained, _threshold(threshold, speed), uncertainty, top_k)
         return predict_texts(self._trained, texts, rule)
 
 
-    def evaluate(self, data_file, uncertainty=None, speeds=None, top_k=2, tolerances=None, max_drop=0.5,
-                 max_examples=None, timing_examples=200, output=None):
+    def evaluate(self, data_file, uncertainty=None, thresholds=None, top_k=2, tolerances=None, max_drop=0.5,
+                 max_examples=None, timing_examples=200, output=None, speeds=None):
         """Early exit on a labelled file: per-exit metrics, the threshold sweep
         (FLOPs and wall clock), the dev-style pick within `max_drop` points
         (uncertified) and the oracle; as `python -m msbert_tf.evaluate`.
-        `output`: also write report JSON, Markdown and plot there."""
+        `output`: also write report JSON, Markdown and plot there; `speeds`:
+        the name of `thresholds` in earlier versions."""
         from msbert_tf import report
         from msbert_tf.inference.evaluation import evaluate_file
         from msbert_tf.run_dir import writable_folder
@@ -122,7 +127,7 @@ class MSBert:
         if output:
             writable_folder(os.path.dirname(os.path.abspath(output)), "output")
         result = evaluate_file(
-            self._trained, data_file, uncertainty=uncertainty, speeds=speeds, top_k=top_k, tolerances=tolerances,
+            self._trained, data_file, uncertainty=uncertainty, thresholds=_threshold(thresholds, speeds, "thresholds", "speeds"), top_k=top_k, tolerances=tolerances,
             max_drop=max_drop, max_examples=max_examples, timing_examples=timing_examples,
         )
         if output:
@@ -131,17 +136,24 @@ class MSBert:
         return result
 
     def export(self, output_dir=None, formats=("tflite", "saved_model"), quantize=("none",), max_seq_length=None,
-               speed=None, uncertainty=None, top_k=None):
+               threshold=None, uncertainty=None, top_k=None, speed=None):
         """The LiteRT bundles and the SavedModel (default: RUN/export), with the
-        run's certified threshold unless `speed` is given; their paths."""
+        run's certified threshold unless `threshold` (earlier: `speed`) is given; their paths."""
         from msbert_tf.export.bundle import export_run
         from msbert_tf.inference.predict import default_rule
 
         self._require_trained()
-        rule = default_rule(self._trained, speed, uncertainty, top_k)
+        rule = default_rule(self._trained, _threshold(threshold, speed), uncertainty, top_k)
         output_dir = output_dir or os.path.join(self.output_dir, "export")
         return export_run(self._trained, output_dir, tuple(formats), tuple(quantize), max_seq_length, rule)
 
     def _require_trained(self):
         if self._trained is None:
             raise UserInputError("this model is not trained: call fit() or MSBert.load(run_dir).")
+
+
+def _threshold(value, alias, name="threshold", alias_name="speed"):
+    """`value`, or `alias` (its name of earlier versions); not both."""
+    if alias is not None and value is not None:
+        raise UserInputError(f"{alias_name} is the earlier name of {name}: give one of them.")
+    return value if alias is None else alias

@@ -3,14 +3,16 @@
 from absl import flags
 
 from msbert_tf.errors import UserInputError
-from msbert_tf.inference.evaluation import DEFAULT_SPEEDS, DEFAULT_TOLERANCES
+from msbert_tf.inference.evaluation import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCES
 
-flags.DEFINE_list("speeds", [str(s) for s in DEFAULT_SPEEDS], "Exit thresholds to sweep, in [0, 1].")
+flags.DEFINE_list("thresholds", [str(t) for t in DEFAULT_THRESHOLDS], "Exit thresholds to sweep, in [0, 1] (0 runs "
+                  "every layer, 1 exits at the first).")
+flags.DEFINE_alias("speeds", "thresholds")  # the name of earlier versions
 flags.DEFINE_string("uncertainty", None, "Exit rule: entropy (default), topk, learned (fitted by calibrate) or patience (regression: the only one).")
 flags.DEFINE_list("tolerances", [str(t) for t in DEFAULT_TOLERANCES],
                   "Regression with patience: how far two exits' values may differ and agree.")
 flags.DEFINE_integer("top_k", 2, "K of the top-K rule.")
-flags.DEFINE_float("max_drop", 0.5, "Pick the fastest speed within this many metric points of the teacher.")
+flags.DEFINE_float("max_drop", 0.5, "Pick the fastest threshold within this many metric points of the teacher.")
 flags.DEFINE_integer("timing_examples", 200, "Examples timed at batch 1 (wall clock); 0 skips wall-clock timing.")
 FLAGS = flags.FLAGS
 
@@ -27,5 +29,5 @@ def _numbers(flag):
 
 def sweep_settings():
     """The evaluation flags as keyword arguments of `evaluate_file` / `sweep_rules`."""
-    return {"uncertainty": FLAGS.uncertainty, "speeds": _numbers("speeds"), "top_k": FLAGS.top_k,
+    return {"uncertainty": FLAGS.uncertainty, "thresholds": _numbers("thresholds"), "top_k": FLAGS.top_k,
             "tolerances": _numbers("tolerances")}

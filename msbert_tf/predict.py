@@ -1,12 +1,12 @@
 """Classify raw sentences with early exit; prints one JSON object per line.
 
     python -m msbert_tf.predict --run_dir=runs/sst2 "a gripping film" "dull"
-    python -m msbert_tf.predict --run_dir=runs/sst2 --input_file=sentences.txt --speed=0.3
+    python -m msbert_tf.predict --run_dir=runs/sst2 --input_file=sentences.txt --threshold=0.3
     python -m msbert_tf.predict --run_dir=runs/mrpc $'He left.\tHe went away.'
 
 For a sentence-pair task, a tab separates the two texts of an example.
 
-Without --speed, the run's chosen threshold (RUN/exit_threshold.json) is used.
+Without --threshold, the run's certified threshold (RUN/exit_threshold.json) is used.
 """
 
 import json
@@ -18,7 +18,9 @@ from msbert_tf.errors import UserInputError
 
 flags.DEFINE_string("run_dir", None, "A finished training run folder.")
 flags.DEFINE_string("input_file", None, "A UTF-8 file with one text per line (pairs: text<TAB>text_pair).")
-flags.DEFINE_float("speed", None, "Exit threshold in [0, 1] (default: the run's chosen one).")
+flags.DEFINE_float("threshold", None, "Exit threshold in [0, 1]: 0 runs every layer, 1 exits at the first "
+                   "(default: the run's certified one).")
+flags.DEFINE_alias("speed", "threshold")  # the name of earlier versions
 flags.DEFINE_string("uncertainty", None, "entropy, topk or patience (default: the run's).")
 flags.DEFINE_integer("top_k", None, "K of the top-K rule.")
 FLAGS = flags.FLAGS
@@ -48,7 +50,7 @@ def main(argv):
     if not texts:
         raise UserInputError("nothing to classify: pass texts as arguments or --input_file.")
     trained = load_run(FLAGS.run_dir)
-    rule = default_rule(trained, FLAGS.speed, FLAGS.uncertainty, FLAGS.top_k)
+    rule = default_rule(trained, FLAGS.threshold, FLAGS.uncertainty, FLAGS.top_k)
     examples = from_lines(trained.task, texts)
     for example, result in zip(examples, predict_texts(trained, examples, rule)):
         shown = {"text": example[0], "text_pair": example[1]} if trained.task.is_pair else {"text": example}

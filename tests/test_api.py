@@ -31,7 +31,7 @@ def test_five_line_api_predicts_like_the_simulator(trained):
 
     model, dev = trained
     rule = ExitRule("entropy", speed=0.9)
-    got = model.predict(dev.text_a, speed=0.9)
+    got = model.predict(dev.text_a, threshold=0.9)
     split = pipeline.encode(dev, model._trained.preprocessor)
     logits = np.concatenate(
         [np.asarray(model._trained.classifier(x)) for x, _ in pipeline.eval_dataset(split, 8)]
@@ -44,7 +44,10 @@ def test_five_line_api_predicts_like_the_simulator(trained):
 def test_reload_gives_the_same_predictions(trained):
     model, dev = trained
     again = MSBert.load(model.output_dir)
-    assert again.predict(dev.text_a[:5], speed=0.5) == model.predict(dev.text_a[:5], speed=0.5)
+    # `speed`, the threshold's earlier name, still works; both at once are refused.
+    assert again.predict(dev.text_a[:5], speed=0.5) == model.predict(dev.text_a[:5], threshold=0.5)
+    with pytest.raises(UserInputError, match="speed is the earlier name of threshold: give one of them"):
+        model.predict(dev.text_a[:5], threshold=0.5, speed=0.5)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +60,7 @@ def test_reload_gives_the_same_predictions(trained):
 )
 def test_bad_prediction_input(trained, texts, speed, message):
     with pytest.raises(UserInputError, match=message):
-        trained[0].predict(texts, speed=speed)
+        trained[0].predict(texts, threshold=speed)
 
 
 def test_overlong_text_is_truncated_not_refused(trained, caplog):
@@ -88,19 +91,19 @@ def test_predict_cli_prints_json_lines(trained, tmp_path):
 
     model, _ = trained
     done = subprocess.run(
-        [sys.executable, "-m", "msbert_tf.predict", f"--run_dir={model.output_dir}", "--speed=0.4",
+        [sys.executable, "-m", "msbert_tf.predict", f"--run_dir={model.output_dir}", "--threshold=0.4",
          "a gripping film", "dull"],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
     assert [line["text"] for line in lines] == ["a gripping film", "dull"]
-    assert lines == [dict(text=t, **r) for t, r in zip(["a gripping film", "dull"], model.predict(["a gripping film", "dull"], speed=0.4))]
+    assert lines == [dict(text=t, **r) for t, r in zip(["a gripping film", "dull"], model.predict(["a gripping film", "dull"], threshold=0.4))]
 
 
 def test_top_k_zero_is_refused_not_replaced(trained):
     with pytest.raises(UserInputError, match="top_k must be between 2"):
-        trained[0].predict(["fine"], speed=0.2, uncertainty="topk", top_k=0)
+        trained[0].predict(["fine"], threshold=0.2, uncertainty="topk", top_k=0)
 
 
 def test_custom_data_end_to_end_maps_ids_back_to_names(tmp_path):
@@ -146,7 +149,7 @@ def test_evaluate_and_export_do_what_their_commands_do(trained, tmp_path):
 
     model, dev = trained
     data_file = f"{GLUE_DIR}/SST-2/dev.tsv"
-    result = model.evaluate(data_file, speeds=[0.0, 0.5, 1.0], max_examples=40, timing_examples=0,
+    result = model.evaluate(data_file, thresholds=[0.0, 0.5, 1.0], max_examples=40, timing_examples=0,
                             output=str(tmp_path / "eval" / "dev.json"))
     assert result["examples"] == 40 and [p["speed"] for p in result["sweep"]] == [0.0, 0.5, 1.0]
     # Speed 0 runs every layer and its heads: a little dearer than the teacher alone.
@@ -160,8 +163,8 @@ def test_evaluate_and_export_do_what_their_commands_do(trained, tmp_path):
     assert json.loads((tmp_path / "cli.json").read_text())["sweep"] == json.loads(
         (tmp_path / "eval" / "dev.json").read_text())["sweep"]
     with pytest.raises(UserInputError, match="patience rule sweeps every patience"):
-        model.evaluate(data_file, uncertainty="patience", speeds=[0.5])
-    (path,) = model.export(str(tmp_path / "export"), formats=("tflite",), speed=0.5)
+        model.evaluate(data_file, uncertainty="patience", thresholds=[0.5])
+    (path,) = model.export(str(tmp_path / "export"), formats=("tflite",), threshold=0.5)
     runner = LiteRTRunner(path)
     assert runner.rule.speed == 0.5
     assert [runner.classify(t)["label"] for t in dev.text_a[:5]] == [

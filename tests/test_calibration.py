@@ -203,7 +203,7 @@ def test_evaluate_sweeps_the_learned_rule(tiny_run, tmp_path):
     MSBert.load(tiny_run).calibrate(uncertainty="learned")
     done = subprocess.run(
         [sys.executable, "-m", "msbert_tf.evaluate", f"--run_dir={tiny_run}", f"--data_file={GLUE_DIR}/SST-2/dev.tsv",
-         "--max_examples=32", "--uncertainty=learned", "--speeds=0,0.5,1", "--timing_examples=0",
+         "--max_examples=32", "--uncertainty=learned", "--thresholds=0,0.5,1", "--timing_examples=0",
          f"--output={tmp_path}/eval.json"],
         capture_output=True, text=True, timeout=300,
     )

@@ -152,7 +152,7 @@ def test_other_os_errors_are_not_disguised():
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"uncertainty": "bogus"}, "uncertainty 'bogus' is not one of"),
-     ({"uncertainty": "patience", "speed": 0.5}, "the patience rule has no speed"),
+     ({"uncertainty": "patience", "threshold": 0.5}, "the patience rule has no threshold"),
      ({"top_k": 3, "speed": 0.5}, "the entropy rule does not read it")],
 )
 def test_settings_a_rule_would_ignore_are_refused(run, kwargs, message):
@@ -167,7 +167,7 @@ def test_help_lists_the_evaluation_flags_and_exits_0():
     done = subprocess.run([sys.executable, "-m", "msbert_tf.evaluate", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0
-    for flag in ("--run_dir", "--speeds", "--uncertainty", "--top_k", "--max_drop", "--tolerances"):
+    for flag in ("--run_dir", "--thresholds", "--uncertainty", "--top_k", "--max_drop", "--tolerances"):
         assert flag in done.stdout, flag
     # The usage example keeps its line break.
     assert "--run_dir=runs/sst2 \\\n" in done.stdout

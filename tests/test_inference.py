@@ -204,7 +204,7 @@ def test_another_rule_than_the_chosen_one_needs_its_own_threshold(tmp_path):
     (tmp_path / "exit_threshold.json").write_text(json.dumps({"uncertainty": "patience", "speed": 0.0, "patience": 2}))
     trained = SimpleNamespace(run=RunDir(str(tmp_path)), classifier=SimpleNamespace(num_labels=2),
                               task=SimpleNamespace(regression=False))
-    with pytest.raises(UserInputError, match="with --uncertainty=entropy pass --speed"):
+    with pytest.raises(UserInputError, match="with --uncertainty=entropy pass --threshold"):
         default_rule(trained, uncertainty="entropy")
-    assert default_rule(trained, speed=0.4, uncertainty="entropy") == ExitRule("entropy", 0.4, 2, 2)
+    assert default_rule(trained, threshold=0.4, uncertainty="entropy") == ExitRule("entropy", 0.4, 2, 2)
     assert default_rule(trained).kind == "patience"

@@ -54,7 +54,7 @@ def test_train_and_evaluate_from_mocked_tfds(task, tmp_path):
         result = train(_tfds_config(task), str(tmp_path / "run"), verbose=0)
     assert result.task.is_pair == (task == "mrpc")
     assert len(result.dev_split) == 40
-    rules = rules_for("entropy", speeds=(0.0, 1.0))
+    rules = rules_for("entropy", thresholds=(0.0, 1.0))
     report = evaluate(result.classifier, result.dev_split, rules, max_drop=0.5)
     assert len(report["dev"]["exits"]) == 2
     # Speed 0 is the teacher: every row exits at the last layer.

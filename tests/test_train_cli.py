@@ -28,7 +28,7 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
         "--config=configs/sst2.json", f"--data_dir={glue_dir}", f"--output_dir={out}",
         "--max_train_examples=480", "--max_eval_examples=200", "--teacher_epochs=2",
         "--distill_epochs=2", "--learning_rate=1e-4", "--nojit_compile",
-        "--speeds=0,0.3,0.6,1", "--timing_examples=0",
+        "--thresholds=0,0.3,0.6,1", "--timing_examples=0",
         "--calibration_source=held_out", "--max_calibration_examples=600",
     ]
     done = _train(*args)
@@ -67,7 +67,7 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
 
     model = MSBert.load(str(out))
     dev200 = readers.read_split(tasks.get_task("sst2"), "dev", glue_dir).take(200)
-    assert model.predict(dev200.text_a[:20]) == model.predict(dev200.text_a[:20], speed=certified["speed"])
+    assert model.predict(dev200.text_a[:20]) == model.predict(dev200.text_a[:20], threshold=certified["speed"])
     assert "Certified threshold" in (out / "report.md").read_text()
     # A second run with the same command finds both stages done.
     again = _train(*args)
@@ -76,7 +76,7 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     # The evaluate CLI on the same dev rows gives the same sweep.
     done = _evaluate(
         f"--run_dir={out}", f"--data_file={glue_dir}/SST-2/dev.tsv", "--max_examples=200",
-        "--speeds=0,0.3,0.6,1", "--timing_examples=4", f"--output={tmp_path}/eval.json",
+        "--thresholds=0,0.3,0.6,1", "--timing_examples=4", f"--output={tmp_path}/eval.json",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval.json").read_text())
@@ -109,10 +109,10 @@ def _train_in_process(capsys, monkeypatch, *args):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--speeds=0,1.5"], "must be in [0, 1], got 1.5"),
-        (["--speeds=fast"], "--speeds must be numbers"),
+        (["--thresholds=0,1.5"], "must be in [0, 1], got 1.5"),
+        (["--thresholds=fast"], "--thresholds must be numbers"),
         (["--uncertainty=topk", "--top_k=3"], "top_k must be between 2 and the number of labels (2)"),
-        (["--uncertainty=patience", "--speeds=0.5"], "the patience rule sweeps every patience"),
+        (["--uncertainty=patience", "--thresholds=0.5"], "the patience rule sweeps every patience"),
         (["--tolerances=0.1"], "--tolerances applies to regression tasks"),
         (["--uncertainty=learned"], "the learned rule is fitted after training"),
     ],

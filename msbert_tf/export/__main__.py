@@ -16,7 +16,8 @@ flags.DEFINE_string("output_dir", None, "Where the bundles go (default RUN/expor
 flags.DEFINE_list("formats", ["tflite", "saved_model"], "tflite and/or saved_model.")
 flags.DEFINE_list("quantize", ["none"], "LiteRT variants: none, dynamic (int8 weights), float16.")
 flags.DEFINE_integer("max_seq_length", None, "Tokenizer max length (default: the run's).")
-flags.DEFINE_float("speed", None, "Default exit threshold (default: the run's chosen one).")
+flags.DEFINE_float("threshold", None, "The bundles' default exit threshold (default: the run's certified one).")
+flags.DEFINE_alias("speed", "threshold")  # the name of earlier versions
 flags.DEFINE_string("uncertainty", None, "entropy, topk, learned or patience (default: the run's).")
 flags.DEFINE_integer("top_k", None, "K of the top-K rule.")
 FLAGS = flags.FLAGS
@@ -28,7 +29,7 @@ def main(argv):
     if not FLAGS.run_dir:
         raise UserInputError("--run_dir is required.")
     paths = MSBert.load(FLAGS.run_dir).export(
-        FLAGS.output_dir, FLAGS.formats, FLAGS.quantize, FLAGS.max_seq_length, FLAGS.speed, FLAGS.uncertainty,
+        FLAGS.output_dir, FLAGS.formats, FLAGS.quantize, FLAGS.max_seq_length, FLAGS.threshold, FLAGS.uncertainty,
         FLAGS.top_k,
     )
     for path in paths:

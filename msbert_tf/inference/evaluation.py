@@ -24,12 +24,12 @@ from msbert_tf.inference.exit_metrics import exit_logits, exit_metrics
 from msbert_tf.inference.sweep import WallClock, choose_speed, flops_speedup, sweep
 from msbert_tf.inference.uncertainty import DEFAULT_TOLERANCES, ExitRule, default_uncertainty  # noqa: F401 - re-exported
 
-DEFAULT_SPEEDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
+DEFAULT_THRESHOLDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
 
 
 
 
-def rules_for(uncertainty, speeds=DEFAULT_SPEEDS, top_k=2, num_layers=None, tolerances=(0.0,)):
+def rules_for(uncertainty, thresholds=DEFAULT_THRESHOLDS, top_k=2, num_layers=None, tolerances=(0.0,)):
     """Thresholds to sweep; for `patience`, every patience from 1 to L - 2 (for
     regression, at each of `tolerances`)."""
     if uncertainty == "patience":
@@ -38,22 +38,22 @@ def rules_for(uncertainty, speeds=DEFAULT_SPEEDS, top_k=2, num_layers=None, tole
             for t in tolerances
             for p in range(1, max(num_layers - 1, 2))
         ]
-    return [ExitRule(uncertainty, speed=float(s), top_k=top_k) for s in speeds]
+    return [ExitRule(uncertainty, speed=float(t), top_k=top_k) for t in thresholds]
 
 
-def sweep_rules(task, num_layers, uncertainty=None, speeds=None, top_k=2, tolerances=None, weights=None):
+def sweep_rules(task, num_layers, uncertainty=None, thresholds=None, top_k=2, tolerances=None, weights=None):
     """The sweep's exit rules, each validated (a bad one is a UserInputError).
 
-    `speeds` (default `DEFAULT_SPEEDS`) are entropy / top-K thresholds;
+    `thresholds` (default `DEFAULT_THRESHOLDS`) are entropy / top-K ones;
     `tolerances` (default `DEFAULT_TOLERANCES`) a regression's; a setting the
     chosen rule would never read is refused rather than dropped without a
     word. `weights`: the run's fitted learned rule, for `uncertainty="learned"`.
     """
     uncertainty = uncertainty or default_uncertainty(task)
-    if uncertainty == "patience" and speeds is not None:
+    if uncertainty == "patience" and thresholds is not None:
         raise UserInputError(
-            "--speeds sets entropy or top-K thresholds; the patience rule sweeps every "
-            "patience from 1 to L - 2 instead: drop --speeds."
+            "--thresholds sets entropy or top-K thresholds; the patience rule sweeps every "
+            "patience from 1 to L - 2 instead: drop --thresholds."
         )
     if not task.regression and tolerances is not None:
         raise UserInputError(
@@ -65,7 +65,7 @@ def sweep_rules(task, num_layers, uncertainty=None, speeds=None, top_k=2, tolera
             "`python -m msbert_tf.calibrate --uncertainty=learned` and `python -m msbert_tf.evaluate --uncertainty=learned`."
         )
     tolerances = (tolerances or DEFAULT_TOLERANCES) if task.regression else (0.0,)
-    rules = rules_for(uncertainty, speeds or DEFAULT_SPEEDS, top_k, num_layers=num_layers, tolerances=tolerances)
+    rules = rules_for(uncertainty, thresholds or DEFAULT_THRESHOLDS, top_k, num_layers=num_layers, tolerances=tolerances)
     if weights is not None:
         rules = [dataclasses.replace(rule, weights=weights) for rule in rules]
     for rule in rules:
@@ -78,7 +78,7 @@ def check_max_drop(max_drop):
         raise UserInputError(f"--max_drop must be 0 or more metric points, got {max_drop}.")
 
 
-def evaluate_file(trained, data_file, uncertainty=None, speeds=None, top_k=2, tolerances=None, max_drop=0.5,
+def evaluate_file(trained, data_file, uncertainty=None, thresholds=None, top_k=2, tolerances=None, max_drop=0.5,
                   max_examples=None, timing_examples=200):
     """`evaluate` on a labelled file of the run's task (the rules of
     `sweep_rules`); the report dict, with the task, file and row count."""
@@ -89,7 +89,7 @@ def evaluate_file(trained, data_file, uncertainty=None, speeds=None, top_k=2, to
     if max_examples is not None and max_examples < 1:
         raise UserInputError(f"--max_examples must be at least 1, got {max_examples}.")
     weights = learned_weights(trained) if uncertainty == "learned" else None
-    rules = sweep_rules(trained.task, trained.classifier.num_layers, uncertainty, speeds, top_k, tolerances, weights)
+    rules = sweep_rules(trained.task, trained.classifier.num_layers, uncertainty, thresholds, top_k, tolerances, weights)
     examples = readers.read_file(trained.task, data_file).take(max_examples)
     if len(examples) == 0:
         raise UserInputError(f"{data_file} has no rows to evaluate (only a header?).")

@@ -19,25 +19,25 @@ from msbert_tf.inference.early_exit import EarlyExitPredictor
 from msbert_tf.inference.uncertainty import DEFAULT_TOLERANCES, RULES, ExitRule, default_uncertainty
 
 
-def default_rule(trained, speed=None, uncertainty=None, top_k=None):
+def default_rule(trained, threshold=None, uncertainty=None, top_k=None):
     """The run's chosen threshold (exit_threshold.json), with any override."""
     chosen = trained.run.load_threshold()
     if uncertainty and uncertainty not in RULES:
         raise UserInputError(f"uncertainty {uncertainty!r} is not one of {', '.join(RULES)}.")
     kind = uncertainty or chosen.get("uncertainty") or default_uncertainty(trained.task)
     # A setting the rule never reads would be dropped without a word.
-    if kind == "patience" and speed is not None:
-        raise UserInputError("the patience rule has no speed: it exits once exits agree; drop --speed.")
+    if kind == "patience" and threshold is not None:
+        raise UserInputError("the patience rule has no threshold: it exits once exits agree; drop --threshold.")
     if top_k is not None and kind != "topk":
         raise UserInputError(f"--top_k sets the topk rule's K; the {kind} rule does not read it: drop --top_k.")
-    if uncertainty and chosen and uncertainty != chosen.get("uncertainty") and speed is None:
+    if uncertainty and chosen and uncertainty != chosen.get("uncertainty") and threshold is None:
         raise UserInputError(
             f"the run's threshold was chosen for the {chosen.get('uncertainty')} rule; "
-            f"with --uncertainty={uncertainty} pass --speed as well."
+            f"with --uncertainty={uncertainty} pass --threshold as well."
         )
     rule = ExitRule(
         kind=kind,
-        speed=chosen.get("speed", 0.0) if speed is None else speed,
+        speed=chosen.get("speed", 0.0) if threshold is None else threshold,
         top_k=top_k if top_k is not None else (chosen.get("top_k") or 2),
         patience=chosen.get("patience") or 2,
         # Without a chosen point, a regression's values agree within the

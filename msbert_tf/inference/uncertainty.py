@@ -65,7 +65,7 @@ class ExitRule:
             raise UserInputError(f"tolerance must be a finite number >= 0, got {self.tolerance}.")
         if not 0.0 <= self.speed <= 1.0 or np.isnan(self.speed):
             raise UserInputError(
-                f"speed (the exit threshold) must be in [0, 1], got {self.speed}: "
+                f"the exit threshold must be in [0, 1], got {self.speed}: "
                 "0 runs every layer, 1 exits at the first."
             )
         if self.kind == "topk" and not 2 <= self.top_k <= num_labels:
