@@ -15,8 +15,10 @@ RUN/exit_model.json             the learned exit rule's coefficients
 A folder is only ever continued with the config it was started with.
 """
 
+import errno
 import json
 import os
+import shutil
 
 import numpy as np
 
@@ -194,8 +196,63 @@ def write_atomically(path, text):
 
 def save_weights_atomically(model, path):
     tmp = path[: -len(".weights.h5")] + ".tmp.weights.h5"
-    model.save_weights(tmp)
+    save_weights(model, tmp)
     os.replace(tmp, path)
+
+
+def save_weights(model, path):
+    """`model.save_weights(path)`, refused before a byte is written when the
+    disk cannot hold the file (`check_room_for_weights`); a write the disk
+    fills anyway leaves no file and raises the plain ENOSPC error."""
+    check_room_for_weights(model, path)
+    failed = write_failure(lambda: model.save_weights(path, overwrite=True), path)
+    if failed:
+        raise OSError(failed.errno, failed.strerror, path)
+
+
+def check_room_for_weights(model, path):
+    """Raises ENOSPC when the disk under `path` cannot hold `model`'s weights
+    and optimizer state: h5py, failing mid-write on a full disk, leaves a file
+    object that retries the write when freed, prints tracebacks and crashes
+    the interpreter at exit (exit 139, measured on a full tmpfs)."""
+    optimizer = getattr(model, "optimizer", None)  # a model never compiled has none
+    variables = list(model.variables) + list(getattr(optimizer, "variables", None) or [])
+    # HDF5's own overhead is a few KiB per dataset; 1 MiB and 5% cover it.
+    needed = int(1.05 * sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)) + 2**20
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if shutil.disk_usage(folder).free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device (the weights need {needed / 2**20:.0f} MiB)", path)
+
+
+def write_failure(write, path):
+    """Runs `write()`, which writes the HDF5 file `path`; returns None, or
+    the `OSError` it raised as a plain one (errno, strerror), with `path`
+    gone. h5py's file, left open by a write the disk could not hold, retries
+    its write when freed and, failing, stays open in HDF5 until exit, which
+    then printed tracebacks and crashed the interpreter (exit 139, measured on
+    a full tmpfs). Emptying the file first gives that last write room."""
+    import gc
+    import sys
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None  # the dying file's reports of the failure we report
+    try:
+        try:
+            write()
+            return None
+        except OSError as e:
+            failure = OSError(e.errno, os.strerror(e.errno) if e.errno else str(e))
+            if os.path.exists(path):
+                os.truncate(path, 0)
+        # Outside the except, whose traceback holds the open file: free it now.
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    if os.path.exists(path):
+        os.remove(path)
+    return failure
 
 
 def completed_epochs(checkpoint_dir):

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from msbert_tf.errors import UserInputError
-from msbert_tf.run_dir import readable_checkpoint
+from msbert_tf.run_dir import check_room_for_weights, readable_checkpoint, write_failure
 
 
 class TrainingDiverged(UserInputError):
@@ -173,8 +173,14 @@ class StageBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         staging, old = self.save_dir + ".saving", self.save_dir + ".old"
         shutil.rmtree(staging, ignore_errors=True)
+        check_room_for_weights(self.model, staging)
         self._use_folder(staging)
-        super()._save_model()
+        failed = write_failure(super()._save_model, self._weights_path)
+        if failed:
+            # The previous checkpoint stays; no half-written one is left.
+            shutil.rmtree(staging, ignore_errors=True)
+            self._use_folder(self.save_dir)
+            raise OSError(failed.errno, failed.strerror, self.save_dir)
         np.savez(os.path.join(staging, self.SEEDS),
                  **{str(i): np.asarray(v) for i, v in enumerate(self._seed_states())})
         if self.record is not None:
