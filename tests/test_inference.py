@@ -37,7 +37,7 @@ def test_top_k_ignores_the_long_tail():
 
 
 def test_graph_uncertainty_equals_numpy_and_a_uniform_row_is_exactly_1():
-    from msbert_tf.inference.early_exit import uncertainty
+    from msbert_tf.inference.entropy import graph_uncertainty as uncertainty
 
     probs = np.random.default_rng(0).dirichlet(np.full(6, 0.3), size=200).astype(np.float32)
     uniform = np.full((1, 6), 1 / 6, np.float32)

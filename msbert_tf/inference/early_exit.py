@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from msbert_tf.inference import learned_exit
+from msbert_tf.inference.entropy import graph_uncertainty
 
 
 def exit_outputs(logits):
@@ -78,21 +79,6 @@ def simulate(exit_probs, rule):
     return ExitResult(probs=exit_probs[np.arange(batch), exits], exit_layers=exits + 1)
 
 
-_TINY = 1e-12
-
-
-def uncertainty(probs, kind, top_k):
-    """`inference.uncertainty` in TF ops, in float64 like the numpy version."""
-    p = tf.cast(probs, tf.float64)
-    if kind == "topk":
-        p = tf.math.top_k(p, k=top_k).values
-        p = p / tf.maximum(tf.reduce_sum(p, axis=-1, keepdims=True), _TINY)
-    n = tf.cast(tf.shape(p)[-1], tf.float64)
-    # Capped at 1 as the numpy version is: rounding must not make a uniform
-    # row miss speed 1 on one side only.
-    return tf.minimum(-tf.reduce_sum(p * tf.math.log(tf.maximum(p, _TINY)), axis=-1) / tf.math.log(n), 1.0)
-
-
 def _trim(tensors, mask):
     """Cuts every tensor (B x T ...) to the longest row of `mask` (at least 1)."""
     width = tf.maximum(tf.reduce_max(tf.reduce_sum(mask, axis=1)), 1)
@@ -134,7 +120,7 @@ def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0
             previous, previous_top = current, top
             done = u <= speed
         else:
-            done = uncertainty(layer_outputs, kind, top_k) <= speed
+            done = graph_uncertainty(layer_outputs, kind, top_k) <= speed
         rows = tf.boolean_mask(active, done)[:, None]
         outputs = tf.tensor_scatter_nd_update(outputs, rows, tf.boolean_mask(layer_outputs, done))
         exits = tf.tensor_scatter_nd_update(exits, rows, tf.fill([tf.shape(rows)[0]], layer + 1))

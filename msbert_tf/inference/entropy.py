@@ -1,13 +1,17 @@
 """Normalised entropies of exit probabilities, the measure of the entropy
-and top-K rules (`uncertainty`) and a feature of the learned one.
+and top-K rules (`uncertainty`) and a feature of the learned one: the numpy
+forms (simulator, calibration, LiteRT runner) and, side by side, the TF form
+of the early-exit graph (predictor and SavedModel), tested equal.
 
 ```python
 import numpy as np
+import tensorflow as tf
 entropy(np.array([0.5, 0.5])), top_k_entropy(np.array([0.7, 0.2, 0.1]), k=2)  # (1.0, 0.76)
 ```
 """
 
 import numpy as np
+import tensorflow as tf
 
 _TINY = 1e-12
 
@@ -26,3 +30,16 @@ def top_k_entropy(probs, k):
     probs = np.asarray(probs, np.float64)
     top = -np.sort(-probs, axis=-1)[..., :k]
     return entropy(top / np.maximum(top.sum(axis=-1, keepdims=True), _TINY))
+
+
+def graph_uncertainty(probs, kind, top_k):
+    """`entropy` (kind "entropy") or `top_k_entropy` (kind "topk") in TF ops,
+    in float64 as the numpy forms."""
+    p = tf.cast(probs, tf.float64)
+    if kind == "topk":
+        p = tf.math.top_k(p, k=top_k).values
+        p = p / tf.maximum(tf.reduce_sum(p, axis=-1, keepdims=True), _TINY)
+    n = tf.cast(tf.shape(p)[-1], tf.float64)
+    # Capped at 1 as the numpy form is: rounding must not make a uniform row
+    # miss threshold 1 on one side only.
+    return tf.minimum(-tf.reduce_sum(p * tf.math.log(tf.maximum(p, _TINY)), axis=-1) / tf.math.log(n), 1.0)
