@@ -12,6 +12,28 @@ from msbert_tf.errors import UserInputError
 # Set before any command module imports TensorFlow (each imports this first).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+
+def _import_tensorflow_quietly():
+    """TensorFlow 2.21 writes its start-up block (oneDNN, CUDA probes) twice,
+    before its logger reads TF_CPP_MIN_LOG_LEVEL: six lines on every command.
+    Imported here with the process's stderr closed, unless the user asked for
+    TensorFlow's logs (TF_CPP_MIN_LOG_LEVEL below 3); an import error is
+    still raised, and printed, after stderr is back."""
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3":
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
+
 # Faults of the machine a user fixes, not a bug to report with a traceback.
 _MACHINE_FAULTS = {
     errno.ENOSPC: "free some disk space",

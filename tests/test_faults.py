@@ -171,3 +171,21 @@ def test_help_lists_the_evaluation_flags_and_exits_0():
         assert flag in done.stdout, flag
     # The usage example keeps its line break.
     assert "--run_dir=runs/sst2 \\\n" in done.stdout
+
+
+def test_commands_do_not_print_tensorflows_start_up_block(run):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "msbert_tf.predict", f"--run_dir={run}", "a fine film"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # TensorFlow 2.21 wrote these (twice) before its logger started.
+    for noise in ("oneDNN", "cuda", "absl::InitializeLog", "cpu_feature_guard"):
+        assert noise not in done.stderr, done.stderr
+    # Asked for, TensorFlow's logs are back.
+    loud = subprocess.run([sys.executable, "-m", "msbert_tf.predict", f"--run_dir={run}", "a fine film"],
+                          capture_output=True, text=True, timeout=300, env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert loud.returncode == 0 and "oneDNN" in loud.stderr
