@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from msbert_tf.data import pipeline, readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
-from msbert_tf.inference.calibration import calibrate, fit_exit_model, oracle_exit_layers, row_losses  # noqa: E402
+from msbert_tf.inference.calibration import SPEEDS, calibrate, fit_exit_model, oracle_exit_layers, row_losses  # noqa: E402
 from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate  # noqa: E402
 from msbert_tf.inference.exit_metrics import exit_logits  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
@@ -162,6 +162,27 @@ def study(rule, pool, dev, spec, rng):
     return out
 
 
+def risk_curve(rows, rule, spec):
+    """The true-risk side of the limit: (threshold, FLOPs speed-up,
+    disagreement) on `rows` along the calibration grid, up to the first
+    point past 3 times `max_risk`. Where the disagreement on many unseen
+    rows is above `max_risk`, no calibration set certifies that speed-up."""
+    points = []
+    for threshold in SPEEDS:
+        disagreement, _, speedup = read(rows, dataclasses.replace(rule, speed=float(threshold)), spec)
+        points.append((float(threshold), round(speedup, 3), round(disagreement, 5)))
+        if disagreement > 3 * FLAGS.max_risk:
+            break
+    return points
+
+
+def joined(first, second):
+    both = first.take(np.arange(len(first)))
+    for name in ("probs", "labels", "lengths", "texts"):
+        setattr(both, name, np.concatenate([getattr(first, name), getattr(second, name)]))
+    return both
+
+
 def main(argv):
     del argv
     trained = load_run(FLAGS.run_dir)
@@ -186,6 +207,8 @@ def main(argv):
             weights = tuple(tuple(row) for row in model["weights"])
             out["exit_model_rows"] = model["rows"]
         out[kind] = study(ExitRule(kind, weights=weights), pool, dev, spec, np.random.default_rng(0))
+        if dev is not None and FLAGS.pool == "held_out":
+            out[kind]["risk_curve_pool_and_dev"] = risk_curve(joined(pool, dev), ExitRule(kind, weights=weights), spec)
     out["machine"] = {"platform": platform.platform(), "cpu": _cpu()}
     out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     text = json.dumps(out, indent=2)
