@@ -21,7 +21,7 @@ from absl import app, flags
 
 from msbert_tf import report
 from msbert_tf.data import pipeline, readers
-from msbert_tf.inference.evaluation import DEFAULT_SPEEDS, DEFAULT_TOLERANCES, default_uncertainty, rules_for
+from msbert_tf.inference.evaluation import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCES, default_uncertainty, rules_for
 from msbert_tf.inference.exit_metrics import exit_metrics
 from msbert_tf.inference.sweep import choose_speed, sweep
 from msbert_tf.run_dir import RunDir, write_atomically
@@ -33,7 +33,7 @@ flags.DEFINE_string("output_dir", None, "Where the variants' runs and the compar
 flags.DEFINE_list("variants", None, "Subset of variant names to run (default: all).")
 flags.DEFINE_list("static_layers", ["1", "2", "3"], "k of the static first-k-layers baselines.")
 flags.DEFINE_list("top_k", [], "Also sweep the top-K rule with these K for every variant.")
-flags.DEFINE_list("speeds", [str(s) for s in DEFAULT_SPEEDS], "Exit thresholds swept for every rule but patience.")
+flags.DEFINE_list("speeds", [str(s) for s in DEFAULT_THRESHOLDS], "Exit thresholds swept for every rule but patience.")
 flags.DEFINE_bool("table_only", False, "Only rewrite compare.md / .png from --output_dir's compare.json.")
 FLAGS = flags.FLAGS
 

@@ -12,6 +12,7 @@ model.distill("runs/sst2_kl", loss="kl")      # stage 2 again on the same teache
 ```
 """
 
+import copy
 import os
 
 from msbert_tf.config import RunConfig
@@ -37,8 +38,10 @@ class MSBert:
         if config is None and os.path.exists(os.path.join(output_dir, "config.json")):
             # A folder the CLI (or an earlier fit) started: continue with its config.
             config = RunConfig.from_file(os.path.join(output_dir, "config.json"))
-        # A copy: the caller's config stays as it was.
-        self.config = (config or RunConfig()).replace(**overrides)
+        # A copy: the caller's config stays as it was. A folder's own config
+        # is taken as saved (a run is loaded even if today's checks are stricter).
+        config = config or RunConfig()
+        self.config = config.replace(**overrides) if overrides else copy.deepcopy(config)
         self._trained = None
         # The certified threshold's record (exit_threshold.json), once there is one.
         self.calibration = None
@@ -77,8 +80,11 @@ class MSBert:
         (`loss="kl"`, `**{"distill.seed": 2}`, `head_dim=64`), in a new run
         folder: the teacher is copied, not trained again. Returns that run,
         fitted and calibrated. Settings the teacher depends on (data,
-        backbone, `teacher.*`) are refused: they would need a new teacher."""
+        backbone, `seed`, `teacher.*`) are refused: they would need a new
+        teacher."""
         self._require_trained()
+        if "teacher_from" in overrides:
+            raise UserInputError("distill() sets teacher_from to this run: drop teacher_from.")
         config = self.config.replace(teacher_from=os.path.abspath(self.output_dir), **overrides)
         return MSBert(output_dir, config=config).fit(verbose=verbose)
 

@@ -3,6 +3,7 @@
 import errno
 import os
 import sys
+import tempfile
 import warnings
 
 from absl import app
@@ -16,20 +17,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def _import_tensorflow_quietly():
     """TensorFlow 2.21 writes its start-up block (oneDNN, CUDA probes) twice,
     before its logger reads TF_CPP_MIN_LOG_LEVEL: six lines on every command.
-    Imported here with the process's stderr closed, unless the user asked for
-    TensorFlow's logs (TF_CPP_MIN_LOG_LEVEL below 3); an import error is
-    still raised, and printed, after stderr is back."""
+    Imported here with the process's stderr set aside, unless the user asked
+    for TensorFlow's logs (TF_CPP_MIN_LOG_LEVEL below 3); if the import
+    fails, what it wrote is printed with the error."""
     if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3":
         return
     sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as aside:
+        os.dup2(aside.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            aside.seek(0)
+            os.write(2, aside.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 _import_tensorflow_quietly()
@@ -73,8 +79,8 @@ def run(main):
     """Runs an absl `main(argv)` as a command: bad input exits 2 with one line.
 
     Quieter by default: TensorFlow's C++ log lines (a failed CUDA probe on a
-    CPU machine, oneDNN notices) are hidden unless TF_CPP_MIN_LOG_LEVEL is
-    set, except the few TensorFlow 2.21 writes before its logger starts; and
+    CPU machine, oneDNN notices, the start-up block, above) are hidden unless
+    TF_CPP_MIN_LOG_LEVEL is set below 3; and
     Keras' warning that a tf.data stream ignores `shuffle` (ours are shuffled
     by the pipeline) is dropped.
     """

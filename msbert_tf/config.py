@@ -13,9 +13,12 @@ config.distill.loss  # "kl"
 
 import dataclasses
 import json
+import numbers
 import os
 import typing
 from typing import Optional
+
+import numpy as np
 
 from msbert_tf.errors import UserInputError
 
@@ -207,7 +210,7 @@ class RunConfig:
 
     def replace(self, **settings):
         """A validated copy with `settings` changed, each by its one name
-        (`settings()`: `task`, `loss`, `teacher.epochs`) or full dotted path,
+        (`setting_paths()`: `task`, `loss`, `teacher.epochs`) or full dotted path,
         its value coerced as a config file's would be. This config is left
         as it was."""
         names = setting_paths()
@@ -216,7 +219,9 @@ class RunConfig:
             path = names.get(name, name if name in names.values() else None)
             if path is None:
                 shared = sorted(p for p in names.values() if p.rsplit(".", 1)[-1] == name)
-                what = (f"a field of several sections: use a dotted name ({', '.join(shared)})" if shared
+                what = (f"no config field by that name alone: use its dotted name ({', '.join(shared)})"
+                        if len(shared) == 1 else
+                        f"a field of several sections: use a dotted name ({', '.join(shared)})" if shared
                         else "no config field")
                 raise UserInputError(f"{name!r} names {what}.")
             *sections, field = path.split(".")
@@ -379,9 +384,12 @@ def _coerce(hint, value, name):
     kind = next(t for t in options if t is not type(None))
     if kind is tuple and isinstance(value, (list, tuple)):
         return tuple(value)
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    # NumPy's numbers too (np.int64 from a sweep, np.float32), never bools.
+    if kind is float and isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         return float(value)
-    if kind in (int, str, bool) and type(value) is kind:
+    if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if kind in (str, bool) and type(value) is kind:
         return value
     raise UserInputError(
         f"config field {name} must be {'a list' if kind is tuple else kind.__name__}, got {value!r}."

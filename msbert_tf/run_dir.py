@@ -236,17 +236,17 @@ def write_failure(write, path):
     import gc
     import sys
 
-    hook = sys.unraisablehook
-    sys.unraisablehook = lambda unraisable: None  # the dying file's reports of the failure we report
     try:
-        try:
-            write()
-            return None
-        except OSError as e:
-            failure = OSError(e.errno, os.strerror(e.errno) if e.errno else str(e))
-            if os.path.exists(path):
-                os.truncate(path, 0)
-        # Outside the except, whose traceback holds the open file: free it now.
+        write()
+        return None
+    except OSError as e:
+        failure = OSError(e.errno, os.strerror(e.errno) if e.errno else str(e))
+        if os.path.exists(path):
+            os.truncate(path, 0)
+        # Leaving this block frees the failed write's frames and its file,
+        # whose reports of the failure reported here are dropped.
+        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+    try:
         gc.collect()
     finally:
         sys.unraisablehook = hook

@@ -134,7 +134,7 @@ def _element(kind, text, name):
 
 
 def main(argv):
-    # Imported here so that --help and flag errors do not pay for TensorFlow.
+    # Imported here: the library's heavier modules load only when a command runs.
     from msbert_tf import report
     from msbert_tf.data.readers import resolve_task
     from msbert_tf.inference.calibration import calibrate_after_training

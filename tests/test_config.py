@@ -2,6 +2,7 @@ import glob
 import json
 import os
 
+import numpy as np
 import pytest
 
 from msbert_tf.config import RunConfig
@@ -78,3 +79,15 @@ def test_every_preset_loads_and_names_a_task(path):
 def test_list_fields_are_checked_element_by_element(values, message):
     with pytest.raises(UserInputError, match=message):
         RunConfig.from_dict(values).validate()
+
+
+def test_numpy_numbers_are_taken_as_numbers_and_bools_are_not():
+    from msbert_tf.config import RunConfig
+
+    config = RunConfig().replace(seed=np.int64(7), batch_size=np.int32(16), **{"teacher.learning_rate": np.float32(0.5)})
+    assert (config.seed, type(config.seed), config.data.batch_size, config.teacher.learning_rate) == (7, int, 16, 0.5)
+    with pytest.raises(UserInputError, match="config field seed must be int, got True"):
+        RunConfig().replace(seed=True)
+    with pytest.raises(UserInputError, match="no config field by that name alone: use its dotted name "
+                                             r"\(model.random_backbone.num_heads\)"):
+        RunConfig().replace(num_heads=4)

@@ -185,7 +185,7 @@ def test_commands_do_not_print_tensorflows_start_up_block(run):
     # TensorFlow 2.21 wrote these (twice) before its logger started.
     for noise in ("oneDNN", "cuda", "absl::InitializeLog", "cpu_feature_guard"):
         assert noise not in done.stderr, done.stderr
-    # Asked for, TensorFlow's logs are back.
+    # Asked for, TensorFlow's logs are back (what it prints differs by platform).
     loud = subprocess.run([sys.executable, "-m", "msbert_tf.predict", f"--run_dir={run}", "a fine film"],
                           capture_output=True, text=True, timeout=300, env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"})
-    assert loud.returncode == 0 and "oneDNN" in loud.stderr
+    assert loud.returncode == 0 and len(loud.stderr.splitlines()) > len(done.stderr.splitlines())

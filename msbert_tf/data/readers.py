@@ -96,7 +96,7 @@ def training_rows(task, data, seed):
     DataConfig): the held-out rows are drawn before `max_train_examples`."""
     fraction = 0.0 if data.calibration_file or data.calibration_source == "dev" else data.calibration_fraction
     split = hold_out
-    if data.calibration_source == "held_out_sentences":
+    if data.calibration_source == "held_out_sentences" and fraction > 0:
         if task.is_pair:
             raise UserInputError(
                 f"calibration_source=held_out_sentences holds out sentences of a file of phrases; {task.name} "

@@ -12,7 +12,7 @@ sentences been in the dev split.
 Example:
 
 ```python
-texts = ["a good film", "good", "a film", "bad acting", "bad"]
+texts = ["a good film", "good", "good film", "bad acting", "bad"]
 sentence_rows(texts)  # array([0, 3])
 ```
 """
@@ -26,7 +26,8 @@ def sentence_rows(texts):
     """Indices of the rows no other row contains, word for word (one index
     per distinct text), in file order."""
     index = _WordIndex()
-    for row in sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i)):
+    # Longest first, as compared: with runs of spaces collapsed.
+    for row in sorted(range(len(texts)), key=lambda i: (-len(_padded(texts[i])), i)):
         if texts[row].strip() and not index.containing(texts[row]):
             index.add(texts[row], row)
     return np.sort(np.asarray(index.rows, dtype=np.int64))

@@ -55,6 +55,8 @@ def sweep_rules(task, num_layers, uncertainty=None, thresholds=None, top_k=2, to
             "--thresholds sets entropy or top-K thresholds; the patience rule sweeps every "
             "patience from 1 to L - 2 instead: drop --thresholds."
         )
+    if thresholds is not None and len(thresholds) == 0:
+        raise UserInputError("--thresholds is empty: give at least one threshold in [0, 1], or leave it out.")
     if not task.regression and tolerances is not None:
         raise UserInputError(
             "--tolerances applies to regression tasks (patience rule) only: drop --tolerances."

@@ -170,23 +170,25 @@ class StageBackupAndRestore(keras.callbacks.BackupAndRestore):
                     variable.assign(states[str(index)])
         self._use_folder(self.save_dir)
 
+    def _write_staging(self):
+        super()._save_model()
+        np.savez(os.path.join(self.backup_dir, self.SEEDS),
+                 **{str(i): np.asarray(v) for i, v in enumerate(self._seed_states())})
+        if self.record is not None:
+            with open(os.path.join(self.backup_dir, self.RECORD), "w") as f:
+                json.dump(self.record(), f)
+
     def _save_model(self):
         staging, old = self.save_dir + ".saving", self.save_dir + ".old"
         shutil.rmtree(staging, ignore_errors=True)
         check_room_for_weights(self.model, staging)
         self._use_folder(staging)
-        failed = write_failure(super()._save_model, self._weights_path)
+        failed = write_failure(self._write_staging, self._weights_path)
+        self._use_folder(self.save_dir)
         if failed:
             # The previous checkpoint stays; no half-written one is left.
             shutil.rmtree(staging, ignore_errors=True)
-            self._use_folder(self.save_dir)
             raise OSError(failed.errno, failed.strerror, self.save_dir)
-        np.savez(os.path.join(staging, self.SEEDS),
-                 **{str(i): np.asarray(v) for i, v in enumerate(self._seed_states())})
-        if self.record is not None:
-            with open(os.path.join(staging, self.RECORD), "w") as f:
-                json.dump(self.record(), f)
-        self._use_folder(self.save_dir)
         if os.path.exists(self.save_dir):
             shutil.rmtree(old, ignore_errors=True)
             os.replace(self.save_dir, old)
