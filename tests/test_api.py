@@ -191,5 +191,5 @@ def test_distill_trains_other_heads_on_the_same_teacher(trained, tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not np.allclose(np.asarray(first.exit_heads[0].weights[0]), np.asarray(second.exit_heads[0].weights[0]))
     assert other.calibration is not None and model.config.distill.loss == "emd"
-    with pytest.raises(UserInputError, match="was trained with other teacher.learning_rate"):
+    with pytest.raises(UserInputError, match="was trained with other teacher"):
         model.distill(str(tmp_path / "lr"), verbose=0, **{"teacher.learning_rate": 0.5})
