@@ -68,11 +68,19 @@ class Rows:
         self.labels, self.lengths = split.labels, split.lengths
         self.texts = np.asarray(examples.text_a, dtype=object)
 
+    FIELDS = ("probs", "labels", "lengths", "texts")
+
     def take(self, index):
-        other = object.__new__(Rows)
-        other.probs, other.labels, other.lengths = self.probs[index], self.labels[index], self.lengths[index]
-        other.texts = self.texts[index]
-        return other
+        return self._with(lambda name: getattr(self, name)[index])
+
+    def concat(self, other):
+        return self._with(lambda name: np.concatenate([getattr(self, name), getattr(other, name)]))
+
+    def _with(self, value):
+        rows = object.__new__(Rows)
+        for name in self.FIELDS:
+            setattr(rows, name, value(name))
+        return rows
 
     def __len__(self):
         return len(self.labels)
@@ -176,13 +184,6 @@ def risk_curve(rows, rule, spec):
     return points
 
 
-def joined(first, second):
-    both = first.take(np.arange(len(first)))
-    for name in ("probs", "labels", "lengths", "texts"):
-        setattr(both, name, np.concatenate([getattr(first, name), getattr(second, name)]))
-    return both
-
-
 def main(argv):
     del argv
     trained = load_run(FLAGS.run_dir)
@@ -208,7 +209,7 @@ def main(argv):
             out["exit_model_rows"] = model["rows"]
         out[kind] = study(ExitRule(kind, weights=weights), pool, dev, spec, np.random.default_rng(0))
         if dev is not None and FLAGS.pool == "held_out":
-            out[kind]["risk_curve_pool_and_dev"] = risk_curve(joined(pool, dev), ExitRule(kind, weights=weights), spec)
+            out[kind]["risk_curve_pool_and_dev"] = risk_curve(pool.concat(dev), ExitRule(kind, weights=weights), spec)
     out["machine"] = {"platform": platform.platform(), "cpu": _cpu()}
     out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     text = json.dumps(out, indent=2)
