@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from msbert_tf.data import pipeline, readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
-from msbert_tf.inference.calibration import SPEEDS, calibrate, fit_exit_model, oracle_exit_layers, row_losses  # noqa: E402
+from msbert_tf.inference.calibration import THRESHOLDS, calibrate, fit_exit_model, oracle_exit_layers, row_losses  # noqa: E402
 from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate  # noqa: E402
 from msbert_tf.inference.exit_metrics import exit_logits  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
@@ -99,14 +99,14 @@ def curve(rows, rule):
     """(speed, simulated result, accuracy drop in points) along a 0.005 grid of speeds."""
     full = np.mean(predictions_of(rows.probs[:, -1]) == rows.labels)
     for speed in np.linspace(0, 1, 201):
-        result = simulate(rows.probs, dataclasses.replace(rule, speed=float(speed)))
+        result = simulate(rows.probs, dataclasses.replace(rule, threshold=float(speed)))
         yield float(speed), result, 100 * (full - np.mean(result.labels == rows.labels))
 
 
 def dev_pick(rows, rule, points):
     """The uncertified pick: the largest speed within `points` of the full model's accuracy."""
     best = max((speed for speed, _, drop in curve(rows, rule) if drop <= points), default=0.0)
-    return dataclasses.replace(rule, speed=best)
+    return dataclasses.replace(rule, threshold=best)
 
 
 def random_halves(pool, rng):
@@ -119,7 +119,7 @@ def random_halves(pool, rng):
 def certified_rule(rows, rule, spec):
     record = calibrate(rows.probs, rows.lengths, spec, max_risk=FLAGS.max_risk, confidence=FLAGS.confidence,
                        uncertainty=rule.kind, weights=rule.weights)
-    return dataclasses.replace(rule, speed=record["speed"])
+    return dataclasses.replace(rule, threshold=record["threshold"])
 
 
 def summary(values):
@@ -134,11 +134,11 @@ def study(rule, pool, dev, spec, rng):
     for cal, test in random_halves(pool, rng):
         for name, chosen in (("certified", certified_rule(cal, rule, spec)),
                              ("dev_pick", dev_pick(cal, rule, 100 * FLAGS.max_risk))):
-            halves[name].append((chosen.speed, *read(test, chosen, spec)))
+            halves[name].append((chosen.threshold, *read(test, chosen, spec)))
     out["halves"] = {
         name: {
             "calibration_rows": len(pool) // 2,
-            "speed": summary([r[0] for r in rows]),
+            "threshold": summary([r[0] for r in rows]),
             "test_disagreement": summary([r[1] for r in rows]),
             "test_accuracy_drop_points": summary([r[2] for r in rows]),
             "flops_speedup": summary([r[3] for r in rows]),
@@ -158,7 +158,7 @@ def study(rule, pool, dev, spec, rng):
             chosen = certified_rule(pool.take(order[:size]), rule, spec)
             test = read(pool.take(order[size:]), chosen, spec)
             on_dev = read(dev, chosen, spec) if dev is not None else (np.nan,) * 3
-            rows.append((chosen.speed, *test, *on_dev))
+            rows.append((chosen.threshold, *test, *on_dev))
         out["sizes"][size] = {
             "flops_speedup_held_out": summary([r[3] for r in rows]),
             "violation_frequency_held_out": float(np.mean([r[1] > FLAGS.max_risk for r in rows])),
@@ -176,8 +176,8 @@ def risk_curve(rows, rule, spec):
     point past 3 times `max_risk`. Where the disagreement on many unseen
     rows is above `max_risk`, no calibration set certifies that speed-up."""
     points = []
-    for threshold in SPEEDS:
-        disagreement, _, speedup = read(rows, dataclasses.replace(rule, speed=float(threshold)), spec)
+    for threshold in THRESHOLDS:
+        disagreement, _, speedup = read(rows, dataclasses.replace(rule, threshold=float(threshold)), spec)
         points.append((float(threshold), round(speedup, 3), round(disagreement, 5)))
         if disagreement > 3 * FLAGS.max_risk:
             break
@@ -210,13 +210,20 @@ def main(argv):
         out[kind] = study(ExitRule(kind, weights=weights), pool, dev, spec, np.random.default_rng(0))
         if dev is not None and FLAGS.pool == "held_out":
             out[kind]["risk_curve_pool_and_dev"] = risk_curve(pool.concat(dev), ExitRule(kind, weights=weights), spec)
-    out["machine"] = {"platform": platform.platform(), "cpu": _cpu()}
-    out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    out["machine"], out["commit"] = machine(), commit()
     text = json.dumps(out, indent=2)
     print(text)
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
             f.write(text)
+
+
+def machine():
+    return {"platform": platform.platform(), "cpu": _cpu()}
+
+
+def commit():
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 def _cpu():

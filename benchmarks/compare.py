@@ -23,7 +23,7 @@ from msbert_tf import report
 from msbert_tf.data import pipeline, readers
 from msbert_tf.inference.evaluation import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCES, default_uncertainty, rules_for
 from msbert_tf.inference.exit_metrics import exit_metrics
-from msbert_tf.inference.sweep import choose_speed, sweep
+from msbert_tf.inference.sweep import choose_threshold, sweep
 from msbert_tf.run_dir import RunDir, write_atomically
 from msbert_tf.models.build import build_classifier
 from msbert_tf.training.trainer import train
@@ -33,7 +33,8 @@ flags.DEFINE_string("output_dir", None, "Where the variants' runs and the compar
 flags.DEFINE_list("variants", None, "Subset of variant names to run (default: all).")
 flags.DEFINE_list("static_layers", ["1", "2", "3"], "k of the static first-k-layers baselines.")
 flags.DEFINE_list("top_k", [], "Also sweep the top-K rule with these K for every variant.")
-flags.DEFINE_list("speeds", [str(s) for s in DEFAULT_THRESHOLDS], "Exit thresholds swept for every rule but patience.")
+flags.DEFINE_list("thresholds", [str(s) for s in DEFAULT_THRESHOLDS], "Exit thresholds swept for every rule but patience.")
+flags.DEFINE_alias("speeds", "thresholds")  # the name in BENCHMARKS.md's older commands
 flags.DEFINE_bool("table_only", False, "Only rewrite compare.md / .png from --output_dir's compare.json.")
 FLAGS = flags.FLAGS
 
@@ -69,7 +70,7 @@ def write_comparison(rows, curves, teacher_metric, metric):
              + " | stage 2 examples/s |",
              "|---|---|" + "---|" * len(DROPS) + "---|"]
     def speedups(curve, layers):
-        points = [choose_speed(curve, teacher_metric, d) for d in DROPS]
+        points = [choose_threshold(curve, teacher_metric, d) for d in DROPS]
         return " | ".join(f"{p['flops_speedup']:.2f}x ({layers / p['mean_exit_layer']:.2f}x)" if p else "-" for p in points)
 
     for row in rows:
@@ -117,7 +118,7 @@ def main(argv):
     metric = task.metrics[0]
     if task.regression and FLAGS.top_k:
         raise app.UsageError(f"--top_k needs classes; {task.name} is a regression.")
-    speeds = [float(s) for s in FLAGS.speeds]
+    thresholds = [float(s) for s in FLAGS.thresholds]
     curves, rows, teacher_metric, full_layers = {}, [], None, None
     for name, (head, loss, solver) in VARIANTS.items():
         if FLAGS.variants and name not in FLAGS.variants:
@@ -129,12 +130,12 @@ def main(argv):
         per_exit = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size, task.metrics)
         teacher_metric, full_layers = per_exit["teacher"], result.classifier.num_layers
         # Regression has one rule, patience within a tolerance: that is its curve.
-        main_rule = rules_for(default_uncertainty(task), speeds, num_layers=full_layers,
+        main_rule = rules_for(default_uncertainty(task), thresholds, num_layers=full_layers,
                               tolerances=DEFAULT_TOLERANCES)
         curves[name] = sweep(result.classifier, result.dev_split, main_rule, metric=metric)
         for k in map(int, FLAGS.top_k):
             curves[f"{name} top-{k}"] = sweep(
-                result.classifier, result.dev_split, rules_for("topk", speeds, top_k=k), metric=metric
+                result.classifier, result.dev_split, rules_for("topk", thresholds, top_k=k), metric=metric
             )
         if name == "fastbert kl attention" and not task.regression:
             curves[f"pabee patience ({name})"] = sweep(
@@ -156,7 +157,7 @@ def main(argv):
         result = train(config, os.path.join(FLAGS.output_dir, f"static_{k}_layers"))
         static = exit_metrics(result.classifier, result.dev_split, config.data.eval_batch_size, task.metrics)["teacher"]
         curves.setdefault("static first-k layers", []).append(
-            {"metric": static, "flops_speedup": round(full_layers / k, 3), "speed": None}
+            {"metric": static, "flops_speedup": round(full_layers / k, 3), "threshold": None}
         )
         rows.append({"variant": f"static {k} layers", "dev_metric": static, "layers": k,
                      "layer_ratio_speedup": full_layers / k})

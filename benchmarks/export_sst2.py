@@ -1,7 +1,7 @@
 """Exports a trained run and measures the bundles on SST-2 dev: parity, size, accuracy, latency.
 
     python benchmarks/export_sst2.py --run_dir=runs/sst2 --output_dir=runs/sst2/export_bench \
-        --data_dir=../shared/data/glue [--speed=0.8]
+        --data_dir=../shared/data/glue [--threshold=0.8]
 
 - parity: the float32 stage chain against the Keras model on every dev
   sentence (tokenised by the bundle's own vocabulary), over a threshold sweep:
@@ -36,7 +36,7 @@ from msbert_tf.run_dir import write_atomically
 flags.DEFINE_string("run_dir", None, "A finished training run.")
 flags.DEFINE_string("output_dir", None, "Where the bundles and the results go.")
 flags.DEFINE_string("data_dir", None, "GLUE-layout folder with SST-2/dev.tsv.")
-flags.DEFINE_float("speed", None, "Default threshold (default: the run's chosen one).")
+flags.DEFINE_float("threshold", None, "Default threshold (default: the run's chosen one).")
 flags.DEFINE_list("quantize", ["none", "dynamic", "float16"], "Variants to build.")
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts to time.")
 flags.DEFINE_integer("max_examples", None, "Use only the first N dev rows.")
@@ -72,10 +72,10 @@ def main(argv):
     import keras
 
     trained = load_run(FLAGS.run_dir)
-    rule = default_rule(trained, FLAGS.speed)
+    rule = default_rule(trained, FLAGS.threshold)
     dev = readers.read_split(trained.task, "dev", FLAGS.data_dir).take(FLAGS.max_examples)
     export_run(trained, FLAGS.output_dir, quantize=FLAGS.quantize, rule=rule)
-    results = {"run_dir": FLAGS.run_dir, "examples": len(dev), "threshold": rule.speed, "uncertainty": rule.kind}
+    results = {"run_dir": FLAGS.run_dir, "examples": len(dev), "threshold": rule.threshold, "uncertainty": rule.kind}
 
     float_runner = LiteRTRunner(os.path.join(FLAGS.output_dir, "tflite_none"))
     encoded = [float_runner.encode(t) for t in dev.text_a]
@@ -94,8 +94,8 @@ def main(argv):
         chains[mode] = np.asarray([list(runner.stage_outputs(ids)) for ids in encoded])
     float_probs = chains.get("none", keras_probs)
     pairs = [
-        [simulate(p, ExitRule(rule.kind, speed, rule.top_k)) for p in (float_probs, keras_probs)]
-        for speed in SWEEP
+        [simulate(p, ExitRule(rule.kind, threshold, rule.top_k)) for p in (float_probs, keras_probs)]
+        for threshold in SWEEP
     ]
     results["parity"] = {
         "max_abs_probability_diff": float(np.max(np.abs(float_probs - keras_probs))),
@@ -132,7 +132,7 @@ def main(argv):
     sm = os.path.join(FLAGS.output_dir, "saved_model")
     results["saved_model_ms_per_batch"] = [
         {"batch": b, "threshold": t, "ms": round(saved_model_ms(sm, list(dev.text_a), b, t), 2)}
-        for b in (1, 32) for t in (rule.speed, 0.0)
+        for b in (1, 32) for t in (rule.threshold, 0.0)
     ]
     write_atomically(os.path.join(FLAGS.output_dir, "export_bench.json"), json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

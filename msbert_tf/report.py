@@ -11,9 +11,9 @@ def _times(value):
 
 
 def _knob(p, named=False):
-    """The threshold of a sweep point: speed, patience, or patience and tolerance."""
+    """The threshold of a sweep point: uncertainty threshold, patience, or patience and tolerance."""
     if p["uncertainty"] != "patience":
-        return f"speed {p['speed']}" if named else f"{p['speed']}"
+        return f"threshold {p['threshold']}" if named else f"{p['threshold']}"
     knob = f"patience {p['patience']}" if named else f"{p['patience']}"
     return knob if p.get("tolerance") is None else f"{knob}, tolerance {p['tolerance']}"
 
@@ -23,14 +23,14 @@ def _rule(p):
 
 
 def _chosen(p):
-    """One sweep point in words: `entropy speed 0.5`, `topk (K=2) speed 0.3`, `patience 1, tolerance 0.5`."""
+    """One sweep point in words: `entropy threshold 0.5`, `topk (K=2) threshold 0.3`, `patience 1, tolerance 0.5`."""
     knob = _knob(p, named=True)
     return knob if p["uncertainty"] == "patience" else f"{_rule(p)} {knob}"
 
 
 def _sweep_table(points, metric):
     lines = [
-        f"| rule | speed / patience | {metric} | mean exit layer | FLOPs speed-up | wall-clock speed-up b1 | b32 |",
+        f"| rule | threshold / patience | {metric} | mean exit layer | FLOPs speed-up | wall-clock speed-up b1 | b32 |",
         "|---|---|---|---|---|---|---|",
     ]
     for p in points:

@@ -127,7 +127,10 @@ class RunDir:
 
     def load_threshold(self):
         """The chosen exit threshold ({} when none was chosen)."""
-        return self._read_json(self.threshold, f"run `python -m msbert_tf.calibrate --run_dir={self.path}` again") or {}
+        record = self._read_json(self.threshold, f"run `python -m msbert_tf.calibrate --run_dir={self.path}` again") or {}
+        if "speed" in record and "threshold" not in record:  # runs of earlier versions named it `speed`
+            record["threshold"] = record.pop("speed")
+        return record
 
     def _read_json(self, path, fix):
         if not os.path.exists(path):

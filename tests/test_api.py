@@ -30,7 +30,7 @@ def test_five_line_api_predicts_like_the_simulator(trained):
     from msbert_tf.data import pipeline
 
     model, dev = trained
-    rule = ExitRule("entropy", speed=0.9)
+    rule = ExitRule("entropy", threshold=0.9)
     got = model.predict(dev.text_a, threshold=0.9)
     split = pipeline.encode(dev, model._trained.preprocessor)
     logits = np.concatenate(
@@ -127,7 +127,7 @@ def test_custom_data_end_to_end_maps_ids_back_to_names(tmp_path):
            dev_file=str(tmp_path / "dev.csv"), text_column="review", label_column="sentiment").fit(verbose=0)
     with open(tmp_path / "run" / "config.json") as f:
         assert json.load(f)["data"]["label_names"] == list(names)
-    out = MSBert.load(run_dir).predict(["a gripping film", "dull"], speed=0.0)
+    out = MSBert.load(run_dir).predict(["a gripping film", "dull"], threshold=0.0)
     assert {o["label"] for o in out} <= set(names) and len(out) == 2
 
 
@@ -137,7 +137,7 @@ def test_a_folder_that_holds_a_run_continues_with_its_config(trained):
     model, dev = trained
     again = MSBert(model.output_dir)
     assert again.config == model.config
-    assert again.fit(verbose=0).predict(dev.text_a[:3], speed=0.5) == model.predict(dev.text_a[:3], speed=0.5)
+    assert again.fit(verbose=0).predict(dev.text_a[:3], threshold=0.5) == model.predict(dev.text_a[:3], threshold=0.5)
 
 
 def test_evaluate_and_export_do_what_their_commands_do(trained, tmp_path):
@@ -151,7 +151,7 @@ def test_evaluate_and_export_do_what_their_commands_do(trained, tmp_path):
     data_file = f"{GLUE_DIR}/SST-2/dev.tsv"
     result = model.evaluate(data_file, thresholds=[0.0, 0.5, 1.0], max_examples=40, timing_examples=0,
                             output=str(tmp_path / "eval" / "dev.json"))
-    assert result["examples"] == 40 and [p["speed"] for p in result["sweep"]] == [0.0, 0.5, 1.0]
+    assert result["examples"] == 40 and [p["threshold"] for p in result["sweep"]] == [0.0, 0.5, 1.0]
     # Speed 0 runs every layer and its heads: a little dearer than the teacher alone.
     assert result["sweep"][0]["flops_speedup"] < 1.0 < result["sweep"][-1]["flops_speedup"]
     done = subprocess.run(
@@ -166,9 +166,9 @@ def test_evaluate_and_export_do_what_their_commands_do(trained, tmp_path):
         model.evaluate(data_file, uncertainty="patience", thresholds=[0.5])
     (path,) = model.export(str(tmp_path / "export"), formats=("tflite",), threshold=0.5)
     runner = LiteRTRunner(path)
-    assert runner.rule.speed == 0.5
+    assert runner.rule.threshold == 0.5
     assert [runner.classify(t)["label"] for t in dev.text_a[:5]] == [
-        r["label"] for r in model.predict(list(dev.text_a[:5]), speed=0.5)]
+        r["label"] for r in model.predict(list(dev.text_a[:5]), threshold=0.5)]
 
 
 def test_presets_by_name():

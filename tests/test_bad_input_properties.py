@@ -37,11 +37,11 @@ def test_any_bytes_as_a_tsv_read_or_refused_clearly(tmp_path, content):
 
 
 @settings(max_examples=200, deadline=None)
-@given(speed=st.floats(allow_nan=True, allow_infinity=True), kind=st.sampled_from(["entropy", "topk", "patience", "max"]),
+@given(threshold=st.floats(allow_nan=True, allow_infinity=True), kind=st.sampled_from(["entropy", "topk", "patience", "max"]),
        top_k=st.integers(-3, 8))
-def test_any_threshold_is_valid_or_refused_clearly(speed, kind, top_k):
-    rule = ExitRule(kind, speed=speed, top_k=top_k)
-    valid = (kind in ("entropy", "topk", "patience") and 0.0 <= speed <= 1.0
+def test_any_threshold_is_valid_or_refused_clearly(threshold, kind, top_k):
+    rule = ExitRule(kind, threshold=threshold, top_k=top_k)
+    valid = (kind in ("entropy", "topk", "patience") and 0.0 <= threshold <= 1.0
              and (kind != "topk" or 2 <= top_k <= 4))
     if valid:
         assert rule.validate(num_labels=4) is rule
@@ -66,7 +66,7 @@ def trained(tmp_path_factory):
 @given(text=TEXTS)
 def test_any_text_gets_a_label_or_a_clear_refusal(trained, text):
     try:
-        (out,) = trained.predict([text], speed=0.5)
+        (out,) = trained.predict([text], threshold=0.5)
     except UserInputError as e:
         assert not text.strip() and "empty" in str(e)
         return

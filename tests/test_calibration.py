@@ -46,7 +46,7 @@ def test_violations_stay_under_one_minus_confidence():
     for _ in range(draws):
         probs = _exits(400, rng)
         record = calibrate(probs, np.full(400, 8), SPEC, max_risk=MAX_RISK, confidence=CONFIDENCE)
-        chosen.append(record["speed"])
+        chosen.append(record["threshold"])
     risks = np.array([_true_risk(s) for s in set(chosen)])
     true = dict(zip(set(chosen), risks))
     violations = np.mean([true[s] > MAX_RISK for s in chosen])
@@ -60,7 +60,7 @@ def test_the_dev_style_pick_would_violate_far_more_often():
     """The uncertified pick (largest speed with empirical risk <= max_risk)
     on the same draws: what the certified procedure is protecting against."""
     rng = np.random.default_rng(1)
-    speeds = np.array([r.speed for r in candidates("entropy", 2)])
+    speeds = np.array([r.threshold for r in candidates("entropy", 2)])
     violations = 0
     for _ in range(100):
         probs = _exits(400, rng)
@@ -85,7 +85,7 @@ def test_nothing_certified_runs_the_full_model():
     # Every exit, even at speed 0, disagrees: make exit 1 always sure and wrong.
     probs[:, 0] = [0.0, 1.0]
     record = calibrate(probs, np.full(300, 8), SPEC, max_risk=MAX_RISK, confidence=CONFIDENCE)
-    assert record["certified"] is False and record["speed"] == 0.0
+    assert record["certified"] is False and record["threshold"] == 0.0
     assert record["candidates_tested"] == 1
 
 
@@ -116,7 +116,7 @@ def test_accuracy_drop_counts_only_rows_the_full_model_gets_right():
     drop = calibrate(probs, np.full(2000, 8), SPEC, risk="accuracy_drop", labels=labels,
                      max_risk=MAX_RISK, confidence=CONFIDENCE)
     disagree = calibrate(probs, np.full(2000, 8), SPEC, max_risk=MAX_RISK, confidence=CONFIDENCE)
-    assert drop["speed"] > disagree["speed"]
+    assert drop["threshold"] > disagree["threshold"]
 
 
 def test_oracle_exits_at_the_first_agreeing_exit():
@@ -137,13 +137,17 @@ def test_cli_calibrates_and_predict_uses_it(tiny_run, tmp_path):
     record = model.calibrate(data_file=str(rows), max_risk=0.05)
     on_disk = json.loads(open(f"{tiny_run}/exit_threshold.json").read())
     assert on_disk == record and record["calibration_rows"] == 300 and record["rows"] == str(rows)
-    assert default_rule(MSBert.load(tiny_run)._trained).speed == record["speed"]
+    assert default_rule(MSBert.load(tiny_run)._trained).threshold == record["threshold"]
+    # A run of an earlier version named the threshold `speed`: read the same.
+    older = {("speed" if k == "threshold" else k): v for k, v in record.items()}
+    open(f"{tiny_run}/exit_threshold.json", "w").write(json.dumps(older))
+    assert default_rule(MSBert.load(tiny_run)._trained).threshold == record["threshold"]
     with pytest.raises(UserInputError, match="needs labelled rows"):
         model.calibrate(data_file=str(rows), risk="accuracy_drop")
     # The task's own layout without its label column: label-free rows, the same answer.
     tsv = tmp_path / "rows.tsv"
     tsv.write_text("sentence\n" + rows.read_text())
-    assert model.calibrate(data_file=str(tsv), max_risk=0.05)["speed"] == record["speed"]
+    assert model.calibrate(data_file=str(tsv), max_risk=0.05)["threshold"] == record["threshold"]
     with pytest.raises(UserInputError, match="needs labelled rows"):
         model.calibrate(data_file=str(tsv), risk="accuracy_drop")
     empty = tmp_path / "empty.txt"
@@ -175,7 +179,7 @@ def test_learned_rule_is_fitted_calibrated_and_predicted_with(tiny_run):
     assert exit_model["rows"] == 96 and len(exit_model["weights"]) == 1  # 2 layers: one exit decides
     assert record["uncertainty"] == "learned" and record["calibration_rows"] == 240
     rule = default_rule(MSBert.load(tiny_run)._trained)
-    assert rule.kind == "learned" and rule.speed == record["speed"]
+    assert rule.kind == "learned" and rule.threshold == record["threshold"]
     assert rule.weights == tuple(tuple(row) for row in exit_model["weights"])
 
 

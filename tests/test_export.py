@@ -283,7 +283,7 @@ def test_learned_rule_bundle_decides_like_keras(exported, tmp_path):
     for speed in (0.3, 0.6):
         for i in range(len(dev)):
             ids = {k: v[i:i + 1][:, : int(split.lengths[i])] for k, v in split.features.items()}
-            want = predictor.predict(ids, dataclasses.replace(rule, speed=speed))
+            want = predictor.predict(ids, dataclasses.replace(rule, threshold=speed))
             got = runner.classify_ids(ids, threshold=speed)
             assert (got["exit_layer"], got["label_id"]) == (int(want.exit_layers[0]), int(want.labels[0]))
             exits.append(got["exit_layer"])

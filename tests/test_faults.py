@@ -93,7 +93,7 @@ def test_truncated_weights_and_a_corrupt_threshold_are_one_line(run, tmp_path):
 )
 def test_predict_refuses_what_is_not_text(run, texts, message):
     with pytest.raises(UserInputError, match=message):
-        MSBert.load(run).predict(texts, speed=0.3)
+        MSBert.load(run).predict(texts, threshold=0.3)
 
 
 def test_blank_lines_in_an_input_file_are_refused_not_skipped(run, tmp_path):
@@ -123,7 +123,7 @@ def test_evaluate_on_a_header_only_file(run, tmp_path):
 
 def test_training_too_small_to_calibrate_keeps_the_full_model_and_says_why(run):
     record = RunDir(run).load_threshold()
-    assert record["certified"] is False and record["speed"] == 0.0
+    assert record["certified"] is False and record["threshold"] == 0.0
     assert "needs at least 230 rows" in record["summary"]
 
 
@@ -153,7 +153,7 @@ def test_other_os_errors_are_not_disguised():
     "kwargs, message",
     [({"uncertainty": "bogus"}, "uncertainty 'bogus' is not one of"),
      ({"uncertainty": "patience", "threshold": 0.5}, "the patience rule has no threshold"),
-     ({"top_k": 3, "speed": 0.5}, "the entropy rule does not read it")],
+     ({"top_k": 3, "threshold": 0.5}, "the entropy rule does not read it")],
 )
 def test_settings_a_rule_would_ignore_are_refused(run, kwargs, message):
     with pytest.raises(UserInputError, match=message):

@@ -50,10 +50,10 @@ def test_graph_uncertainty_equals_numpy_and_a_uniform_row_is_exactly_1():
 @pytest.mark.parametrize(
     "rule, message",
     [
-        (ExitRule("entropy", speed=1.5), r"in \[0, 1\]"),
-        (ExitRule("entropy", speed=-0.1), r"in \[0, 1\]"),
-        (ExitRule("topk", speed=0.2, top_k=1), "top_k must be between 2"),
-        (ExitRule("topk", speed=0.2, top_k=7), "top_k must be between 2"),
+        (ExitRule("entropy", threshold=1.5), r"in \[0, 1\]"),
+        (ExitRule("entropy", threshold=-0.1), r"in \[0, 1\]"),
+        (ExitRule("topk", threshold=0.2, top_k=1), "top_k must be between 2"),
+        (ExitRule("topk", threshold=0.2, top_k=7), "top_k must be between 2"),
         (ExitRule("margin"), "not one of"),
         (ExitRule("patience", patience=0), "at least 1"),
     ],
@@ -71,11 +71,11 @@ def test_simulator_by_hand():
             [[0.6, 0.4], [0.4, 0.6], [0.2, 0.8]],  # never: the teacher
         ]
     )
-    out = simulate(probs, ExitRule("entropy", speed=0.3))
+    out = simulate(probs, ExitRule("entropy", threshold=0.3))
     assert out.exit_layers.tolist() == [1, 2, 3]
     assert out.labels.tolist() == [0, 0, 1]
-    assert simulate(probs, ExitRule("entropy", speed=0.0)).exit_layers.tolist() == [3, 3, 3]
-    assert simulate(probs, ExitRule("entropy", speed=1.0)).exit_layers.tolist() == [1, 1, 1]
+    assert simulate(probs, ExitRule("entropy", threshold=0.0)).exit_layers.tolist() == [3, 3, 3]
+    assert simulate(probs, ExitRule("entropy", threshold=1.0)).exit_layers.tolist() == [1, 1, 1]
     assert simulate(probs, ExitRule("patience", patience=1)).exit_layers.tolist() == [2, 2, 3]
 
 
@@ -119,15 +119,15 @@ def test_real_path_agrees_with_simulator(tiny_classifier, rule):
     texts = [" ".join(rng.choice(words, size=rng.integers(1, 18))) for _ in range(40)]
     inputs = {k: np.asarray(v).astype("int32") for k, v in preprocessor(texts).items()}
     all_probs = np.asarray(__import__("keras").ops.softmax(classifier(inputs), axis=-1))
-    if rule.kind != "patience" and 0 < rule.speed < 1:
+    if rule.kind != "patience" and 0 < rule.threshold < 1:
         observed = rule.uncertainty(all_probs[:, :-1]).ravel()
-        rule = dataclasses.replace(rule, speed=float(np.quantile(observed, rule.speed)))
+        rule = dataclasses.replace(rule, threshold=float(np.quantile(observed, rule.threshold)))
     expected = simulate(all_probs, rule)
     got = EarlyExitPredictor(classifier).predict(inputs, rule)
     np.testing.assert_array_equal(got.exit_layers, expected.exit_layers)
     np.testing.assert_array_equal(got.labels, expected.labels)
     np.testing.assert_allclose(got.probs, expected.probs, atol=1e-5)
-    if rule.kind in ("entropy", "learned") and 0 < rule.speed < 1:
+    if rule.kind in ("entropy", "learned") and 0 < rule.threshold < 1:
         assert len(set(got.exit_layers.tolist())) > 1  # the test really mixes exits
 
 
@@ -201,7 +201,7 @@ def test_another_rule_than_the_chosen_one_needs_its_own_threshold(tmp_path):
     from msbert_tf.inference.predict import default_rule
     from msbert_tf.run_dir import RunDir
 
-    (tmp_path / "exit_threshold.json").write_text(json.dumps({"uncertainty": "patience", "speed": 0.0, "patience": 2}))
+    (tmp_path / "exit_threshold.json").write_text(json.dumps({"uncertainty": "patience", "threshold": 0.0, "patience": 2}))
     trained = SimpleNamespace(run=RunDir(str(tmp_path)), classifier=SimpleNamespace(num_labels=2),
                               task=SimpleNamespace(regression=False))
     with pytest.raises(UserInputError, match="with --uncertainty=entropy pass --threshold"):

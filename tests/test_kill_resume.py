@@ -24,7 +24,7 @@ def _command(config_path, run_dir):
 def _report(run_dir):
     with open(os.path.join(run_dir, "report.json")) as f:
         report = json.load(f)
-    return report["dev"], [(p["speed"], p["metric"], p["mean_exit_layer"]) for p in report["sweep"]]
+    return report["dev"], [(p["threshold"], p["metric"], p["mean_exit_layer"]) for p in report["sweep"]]
 
 
 def _launch_and_kill(command, checkpoints, envs=(None,)):

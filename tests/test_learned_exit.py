@@ -43,7 +43,7 @@ def test_fit_learns_when_an_exit_agrees_and_decides_by_it():
     # A hand-made row it must let leave at exit 1, and one it must not.
     sure = np.array([[[0.97, 0.03], [0.7, 0.3]]])
     unsure = np.array([[[0.7, 0.3], [0.7, 0.3]]])
-    rule = ExitRule("learned", speed=0.1, weights=tuple(map(tuple, weights.tolist())))
+    rule = ExitRule("learned", threshold=0.1, weights=tuple(map(tuple, weights.tolist())))
     assert simulate(np.concatenate([sure, sure[:, -1:]], axis=1), rule).exit_layers[0] == 1
     assert simulate(np.concatenate([unsure, unsure[:, -1:]], axis=1), rule).exit_layers[0] > 1
     u = learned_exit.uncertainty(probs[:, :-1], weights)
@@ -71,4 +71,4 @@ def test_graph_form_equals_numpy_form():
 
 def test_learned_rule_without_weights_is_refused():
     with pytest.raises(UserInputError, match="needs its fitted weights"):
-        ExitRule("learned", speed=0.2).validate(2)
+        ExitRule("learned", threshold=0.2).validate(2)

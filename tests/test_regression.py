@@ -83,7 +83,7 @@ def test_regression_exits_by_patience_within_a_tolerance():
     # Tolerance 0 asks for exactly equal values.
     np.testing.assert_array_equal(simulate(values, ExitRule("patience", patience=1)).exit_layers, [4, 4, 4])
     with pytest.raises(UserInputError, match="regression task exits by the patience rule"):
-        ExitRule("entropy", speed=0.5).validate(num_labels=1)
+        ExitRule("entropy", threshold=0.5).validate(num_labels=1)
     with pytest.raises(UserInputError, match="tolerance must be"):
         ExitRule("patience", tolerance=-1.0).validate(num_labels=1)
 
@@ -146,8 +146,8 @@ def test_the_chosen_point_is_named_once_with_its_knobs():
     from msbert_tf.report import _chosen
 
     patience = {"uncertainty": "patience", "patience": 1, "tolerance": 0.5}
-    topk = {"uncertainty": "topk", "top_k": 2, "speed": 0.3}
-    entropy = {"uncertainty": "entropy", "speed": 0.5}
+    topk = {"uncertainty": "topk", "top_k": 2, "threshold": 0.3}
+    entropy = {"uncertainty": "entropy", "threshold": 0.5}
     assert [_chosen(p) for p in (patience, topk, entropy)] == [
-        "patience 1, tolerance 0.5", "topk (K=2) speed 0.3", "entropy speed 0.5",
+        "patience 1, tolerance 0.5", "topk (K=2) threshold 0.3", "entropy threshold 0.5",
     ]

@@ -47,7 +47,7 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
         assert (out / name).exists(), name
     assert os.listdir(out / "logs" / "teacher")
     # The sweep: speed 0 is the teacher, speed 1 exits everything at layer 1.
-    sweep = {p["speed"]: p for p in report["sweep"]}
+    sweep = {p["threshold"]: p for p in report["sweep"]}
     assert sweep[0.0]["metric"] == report["dev"]["teacher"] and sweep[0.0]["mean_exit_layer"] == 6
     assert sweep[1.0]["metric"] == report["dev"]["exits"][0] and sweep[1.0]["mean_exit_layer"] == 1
     assert sweep[1.0]["flops_speedup"] > 4
@@ -67,7 +67,7 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
 
     model = MSBert.load(str(out))
     dev200 = readers.read_split(tasks.get_task("sst2"), "dev", glue_dir).take(200)
-    assert model.predict(dev200.text_a[:20]) == model.predict(dev200.text_a[:20], threshold=certified["speed"])
+    assert model.predict(dev200.text_a[:20]) == model.predict(dev200.text_a[:20], threshold=certified["threshold"])
     assert "Certified threshold" in (out / "report.md").read_text()
     # A second run with the same command finds both stages done.
     again = _train(*args)

@@ -162,7 +162,7 @@ def test_a_pair_task_trains_reports_its_metrics_and_predicts_pairs(glue_dir, tmp
     # Raw pairs (a tab between the texts, as on the command line) predict like the dev features.
     trained = load_run(str(tmp_path / "run"))
     dev = readers.read_split(result.task, "dev", glue_dir).take(6)
-    rule = ExitRule("entropy", speed=0.5)
+    rule = ExitRule("entropy", threshold=0.5)
     lines = [f"{a}\t{b}" for a, b in zip(dev.text_a, dev.text_b)]
     got = predict_texts(trained, from_lines(trained.task, lines), rule)
     want = EarlyExitPredictor(result.classifier).predict(

@@ -51,7 +51,7 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
 
 
 def _exit_rule(rule):
-    entry = {"uncertainty": rule.kind, "top_k": rule.top_k, "threshold": rule.speed}
+    entry = {"uncertainty": rule.kind, "top_k": rule.top_k, "threshold": rule.threshold}
     if rule.kind == "patience":
         entry.update(patience=rule.patience, tolerance=rule.tolerance)
     if rule.kind == "learned":

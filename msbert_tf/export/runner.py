@@ -154,7 +154,7 @@ class LiteRTRunner:
         the patience rule's."""
         rule = self.rule
         if threshold is not None:
-            rule = dataclasses.replace(rule, speed=threshold)
+            rule = dataclasses.replace(rule, threshold=threshold)
         if patience is not None:
             rule = dataclasses.replace(rule, patience=patience)
         rule.validate(len(self.manifest["labels"]))

@@ -39,22 +39,22 @@ def write_saved_model(classifier, preprocessor, label_names, rule, path, text_in
     regression = classifier.num_labels == 1
     # The patience rule's setting is how many exits must agree; the others' a threshold.
     knob = ("patience", tf.int32) if rule.kind == "patience" else ("threshold", tf.float64)
-    default_knob = rule.patience if rule.kind == "patience" else rule.speed
+    default_knob = rule.patience if rule.kind == "patience" else rule.threshold
     weights = tf.constant(rule.weights, tf.float64) if rule.kind == "learned" else None
 
     def outputs(features, setting):
         if rule.kind == "patience":
             tf.debugging.Assert(setting >= 1, ["patience must be at least 1; got", setting])
-            speed, patience = tf.constant(0.0, tf.float64), setting
+            threshold, patience = tf.constant(0.0, tf.float64), setting
         else:
             # NaN fails both comparisons, so it is refused too.
             tf.debugging.Assert(
                 tf.logical_and(setting >= 0.0, setting <= 1.0),
                 ["threshold must be in [0, 1] (0 runs every layer, 1 exits at the first); got", setting],
             )
-            speed, patience = setting, tf.constant(rule.patience, tf.int32)
+            threshold, patience = setting, tf.constant(rule.patience, tf.int32)
         probs, exits = early_exit(
-            classifier, features, rule.kind, speed, rule.top_k, patience, rule.tolerance, weights=weights
+            classifier, features, rule.kind, threshold, rule.top_k, patience, rule.tolerance, weights=weights
         )
         if regression:
             return {"value": probs[:, 0], "exit_layer": exits}

@@ -5,14 +5,14 @@ Two risks, per example: `disagreement` (label-free: the early-exit label
 differs from the full model's; for regression the values differ by more
 than `disagreement_tolerance`) and `accuracy_drop` (labelled: the full model
 is right and the exit is wrong). The threshold is the fastest of a fixed,
-one-parameter family (the rule's speed, or the patience) that
+one-parameter family (the rule's threshold, or the patience) that
 `risk_control.fixed_sequence` certifies: with probability at least
 `confidence`, the risk on new rows like the calibration rows is at most
 `max_risk`. A 1% disagreement bound also bounds the accuracy loss by 1 point.
 
 ```python
 record = calibrate_run("runs/sst2")          # the run's held-out slice
-record["speed"], record["summary"]
+record["threshold"], record["summary"]
 calibrate_run("runs/sst2", data_file="more_rows.txt", max_risk=0.02)
 ```
 """
@@ -39,7 +39,7 @@ from msbert_tf.inference.uncertainty import ExitRule, default_uncertainty
 # that the exit agrees) lives near 0: on SST-2 its useful thresholds lie in
 # 0.005-0.03, six steps of the 0.005 grid alone, and the certified speed-up
 # jumped between them (1.61x +- 0.49 over 20 splits, BENCHMARKS.md) ...
-SPEEDS = tuple(sorted(set(np.round(np.concatenate([np.linspace(0.0, 1.0, 201), np.geomspace(1e-4, 0.05, 211)]),
+THRESHOLDS = tuple(sorted(set(np.round(np.concatenate([np.linspace(0.0, 1.0, 201), np.geomspace(1e-4, 0.05, 211)]),
                                    6).tolist())))
 # ... or patience from L - 2 down to 1, for regression at each of these
 # agreement tolerances (ascending) in turn.
@@ -55,7 +55,7 @@ def candidates(uncertainty, num_layers, top_k=2, regression=False, weights=None)
             for p in range(max(num_layers - 2, 1), 0, -1)
             for t in tolerances
         ]
-    return [ExitRule(uncertainty, speed=s, top_k=top_k, weights=weights) for s in SPEEDS]
+    return [ExitRule(uncertainty, threshold=s, top_k=top_k, weights=weights) for s in THRESHOLDS]
 
 
 def row_losses(probs, exit_probs, risk, labels=None, disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE):
@@ -113,7 +113,7 @@ def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK
     oracle = flops_speedup(oracle_exit_layers(probs, disagreement_tolerance), lengths, spec)
     record = {
         "uncertainty": rule.kind,
-        "speed": rule.speed if certified.chosen >= 0 else 0.0,
+        "threshold": rule.threshold if certified.chosen >= 0 else 0.0,
         "top_k": rule.top_k if rule.kind == "topk" else None,
         "patience": rule.patience if rule.kind == "patience" else None,
         "tolerance": rule.tolerance if rule.kind == "patience" and regression else None,
@@ -250,7 +250,7 @@ def calibrate_after_training(trained):
         return calibrate_run(trained=trained)
     except risk_control.TooFewRows as e:
         record = {
-            "uncertainty": default_uncertainty(trained.task), "speed": 0.0, "top_k": None, "patience": None,
+            "uncertainty": default_uncertainty(trained.task), "threshold": 0.0, "top_k": None, "patience": None,
             "tolerance": None, "certified": False, "risk": DEFAULT_RISK, "max_risk": DEFAULT_MAX_RISK,
             "confidence": DEFAULT_CONFIDENCE,
             "summary": f"no certified threshold: {e} Every input runs all layers until "

@@ -10,7 +10,7 @@ Both give identical exit layers and labels (tested).
 
 ```python
 predictor = EarlyExitPredictor(classifier)
-out = predictor.predict(inputs, ExitRule("entropy", speed=0.3))
+out = predictor.predict(inputs, ExitRule("entropy", threshold=0.3))
 out.labels, out.exit_layers  # exit layers are 1-based
 ```
 """
@@ -74,7 +74,7 @@ def simulate(exit_probs, rule):
     elif rule.kind == "patience":
         exits = _patience_exits(predictions_of(exit_probs), rule.patience, rule.tolerance)
     else:
-        sure = rule.uncertainty(exit_probs[:, :-1]) <= rule.speed
+        sure = rule.uncertainty(exit_probs[:, :-1]) <= rule.threshold
         exits = np.where(sure.any(axis=1), sure.argmax(axis=1), num_layers - 1)
     return ExitResult(probs=exit_probs[np.arange(batch), exits], exit_layers=exits + 1)
 
@@ -85,7 +85,7 @@ def _trim(tensors, mask):
     return [t[:, :width] for t in tensors]
 
 
-def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0.0, weights=None):
+def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, tolerance=0.0, weights=None):
     """Per-example early exit on a batch, in TF ops: `(outputs, exit_layer)`.
 
     After each layer the examples that are sure leave the batch and the rest
@@ -118,9 +118,9 @@ def early_exit(classifier, inputs, kind, speed, top_k=2, patience=2, tolerance=0
             count = tf.where(tf.equal(current, previous), count + 1, 0)
             u, top = learned_exit.layer_uncertainty_tf(layer_outputs, previous, count, previous_top, weights[layer])
             previous, previous_top = current, top
-            done = u <= speed
+            done = u <= threshold
         else:
-            done = graph_uncertainty(layer_outputs, kind, top_k) <= speed
+            done = graph_uncertainty(layer_outputs, kind, top_k) <= threshold
         rows = tf.boolean_mask(active, done)[:, None]
         outputs = tf.tensor_scatter_nd_update(outputs, rows, tf.boolean_mask(layer_outputs, done))
         exits = tf.tensor_scatter_nd_update(exits, rows, tf.fill([tf.shape(rows)[0]], layer + 1))
@@ -162,8 +162,8 @@ class EarlyExitPredictor:
         top_k = top_k if kind == "topk" else None
         if (kind, top_k) not in self._compiled:
             self._compiled[kind, top_k] = tf.function(
-                lambda inputs, speed, patience, tolerance, weights: early_exit(
-                    self.classifier, inputs, kind, speed, top_k, patience, tolerance, weights
+                lambda inputs, threshold, patience, tolerance, weights: early_exit(
+                    self.classifier, inputs, kind, threshold, top_k, patience, tolerance, weights
                 ),
                 reduce_retracing=True,
             )
@@ -173,7 +173,7 @@ class EarlyExitPredictor:
         rule.validate(self.classifier.num_labels)
         outputs, exits = self._graph(rule.kind, rule.top_k)(
             {k: tf.convert_to_tensor(np.asarray(v).astype("int32")) for k, v in inputs.items()},
-            tf.constant(rule.speed, tf.float64),
+            tf.constant(rule.threshold, tf.float64),
             tf.constant(rule.patience, tf.int32),
             tf.constant(rule.tolerance, tf.float64),
             # One signature for every rule: the weights are an input, not a constant.

@@ -21,7 +21,7 @@ def entropy(probs):
     probs = np.asarray(probs, np.float64)
     n = probs.shape[-1]
     # At most 1 in exact arithmetic; the cap keeps rounding from lifting a
-    # uniform row above speed 1.
+    # uniform row above threshold 1.
     return np.minimum(-np.sum(probs * np.log(np.maximum(probs, _TINY)), axis=-1) / np.log(n), 1.0)
 
 

@@ -1,6 +1,6 @@
 """One evaluation, shared by the train and evaluate CLIs and `MSBert.evaluate`:
 per-exit metrics, the threshold sweep with FLOPs and wall-clock speed-ups,
-and the chosen speed.
+and the chosen threshold.
 
 ```python
 trained = load_run("runs/sst2")
@@ -21,7 +21,7 @@ from msbert_tf.inference import flops
 from msbert_tf.inference.calibration import oracle_exit_layers
 from msbert_tf.inference.early_exit import exit_outputs
 from msbert_tf.inference.exit_metrics import exit_logits, exit_metrics
-from msbert_tf.inference.sweep import WallClock, choose_speed, flops_speedup, sweep
+from msbert_tf.inference.sweep import WallClock, choose_threshold, flops_speedup, sweep
 from msbert_tf.inference.uncertainty import DEFAULT_TOLERANCES, ExitRule, default_uncertainty  # noqa: F401 - re-exported
 
 DEFAULT_THRESHOLDS = tuple(round(s, 2) for s in np.linspace(0.0, 1.0, 11))
@@ -38,7 +38,7 @@ def rules_for(uncertainty, thresholds=DEFAULT_THRESHOLDS, top_k=2, num_layers=No
             for t in tolerances
             for p in range(1, max(num_layers - 1, 2))
         ]
-    return [ExitRule(uncertainty, speed=float(t), top_k=top_k) for t in thresholds]
+    return [ExitRule(uncertainty, threshold=float(t), top_k=top_k) for t in thresholds]
 
 
 def sweep_rules(task, num_layers, uncertainty=None, thresholds=None, top_k=2, tolerances=None, weights=None):
@@ -126,7 +126,7 @@ def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=
             clock = WallClock(classifier, split, timing_batch, max_examples=limit)
             for rule, point in zip(rules, points):
                 point[f"wall_clock_speedup_batch{timing_batch}"] = round(clock.speedup(rule), 3)
-    chosen = choose_speed(points, per_exit["teacher"], max_drop)
+    chosen = choose_threshold(points, per_exit["teacher"], max_drop)
     if chosen:
         chosen = {**chosen, "fraction_of_oracle": round(chosen["flops_speedup"] / oracle, 3)}
     return {"dev": per_exit, "sweep": points, "max_drop": max_drop, "chosen": chosen,

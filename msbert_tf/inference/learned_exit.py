@@ -6,7 +6,7 @@ decides): the exit's top probability, normalised entropy and margin
 (top1 - top2); whether its label equals the previous exit's, how many
 exits in a row have agreed so far (PABEE's signal), the previous exit's top
 probability, and top probability x agreement. The uncertainty is
-`1 - P(agree)`, in [0, 1], so the rule's threshold (`speed`) and its
+`1 - P(agree)`, in [0, 1], so the rule's threshold and its
 calibration are those of `entropy`. The numpy and TF forms stand side by
 side here (tested equal).
 

@@ -37,7 +37,7 @@ def default_rule(trained, threshold=None, uncertainty=None, top_k=None):
         )
     rule = ExitRule(
         kind=kind,
-        speed=chosen.get("speed", 0.0) if threshold is None else threshold,
+        threshold=chosen.get("threshold", 0.0) if threshold is None else threshold,
         top_k=top_k if top_k is not None else (chosen.get("top_k") or 2),
         patience=chosen.get("patience") or 2,
         # Without a chosen point, a regression's values agree within the

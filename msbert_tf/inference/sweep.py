@@ -7,7 +7,7 @@ shrinking-batch path against the full teacher on the same inputs.
 
 ```python
 points = sweep(classifier, dev_split, [ExitRule("entropy", s) for s in (0, 0.2, 0.4)])
-choose_speed(points, teacher_metric=91.0, max_drop=0.5)
+choose_threshold(points, teacher_metric=91.0, max_drop=0.5)
 ```
 """
 
@@ -43,7 +43,7 @@ def sweep(classifier, split, rules, batch_size=64, metric="accuracy", probs=None
         points.append(
             {
                 "uncertainty": rule.kind,
-                "speed": rule.speed,
+                "threshold": rule.threshold,
                 "top_k": rule.top_k if rule.kind == "topk" else None,
                 "patience": rule.patience if rule.kind == "patience" else None,
                 "tolerance": rule.tolerance if rule.kind == "patience" and classifier.num_labels == 1 else None,
@@ -56,7 +56,7 @@ def sweep(classifier, split, rules, batch_size=64, metric="accuracy", probs=None
     return points
 
 
-def choose_speed(points, teacher_metric, max_drop):
+def choose_threshold(points, teacher_metric, max_drop):
     """The point with the largest FLOPs speed-up within `max_drop` of the teacher."""
     allowed = [p for p in points if p["metric"] >= teacher_metric - max_drop]
     return max(allowed, key=lambda p: p["flops_speedup"]) if allowed else None

@@ -39,14 +39,14 @@ def default_uncertainty(task):
 class ExitRule:
     """An exit rule and its threshold.
 
-    `speed` is the uncertainty threshold in [0, 1] for `entropy`/`topk`
+    `threshold` is the uncertainty threshold in [0, 1] for `entropy`/`topk`
     (0 runs the whole teacher, 1 always exits at layer 1); for `patience` it
     is unused and `patience` (>= 1) counts agreeing consecutive exits;
     `tolerance` is how far two regression outputs may differ and agree.
     """
 
     kind: str = "entropy"
-    speed: float = 0.0
+    threshold: float = 0.0
     top_k: int = 2
     patience: int = 2
     tolerance: float = 0.0
@@ -63,9 +63,9 @@ class ExitRule:
             )
         if not (self.tolerance >= 0.0 and np.isfinite(self.tolerance)):
             raise UserInputError(f"tolerance must be a finite number >= 0, got {self.tolerance}.")
-        if not 0.0 <= self.speed <= 1.0 or np.isnan(self.speed):
+        if not 0.0 <= self.threshold <= 1.0 or np.isnan(self.threshold):
             raise UserInputError(
-                f"the exit threshold must be in [0, 1], got {self.speed}: "
+                f"the exit threshold must be in [0, 1], got {self.threshold}: "
                 "0 runs every layer, 1 exits at the first."
             )
         if self.kind == "topk" and not 2 <= self.top_k <= num_labels:
@@ -88,7 +88,7 @@ class ExitRule:
         is the caller's to stop at."""
         outputs = np.asarray(outputs, np.float64)
         if self.kind != "patience":
-            return bool(self.uncertainty(outputs[None])[0, -1] <= self.speed)
+            return bool(self.uncertainty(outputs[None])[0, -1] <= self.threshold)
         predictions = outputs[:, 0] if outputs.shape[-1] == 1 else outputs.argmax(axis=-1)
         agreeing = 0
         for previous, current in zip(predictions[:-1], predictions[1:]):
