@@ -23,7 +23,7 @@ import os
 import sys
 
 import numpy as np
-from absl import app
+from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,6 +104,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    FLAGS.mark_flag_as_required("run_dir")
-    FLAGS.mark_flag_as_required("dev_file")
+    flags.mark_flags_as_required(["run_dir", "dev_file"])
     app.run(main)
