@@ -20,8 +20,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from msbert_tf.inference import learned_exit
-from msbert_tf.inference.entropy import graph_uncertainty
+from msbert_tf.inference.uncertainty import graph_sure
 
 
 def exit_outputs(logits):
@@ -45,36 +44,14 @@ class ExitResult:
         return predictions_of(self.probs)
 
 
-def _agree(current, previous, tolerance):
-    # Classes agree when equal (tolerance 0); regression values within tolerance.
-    return np.abs(current.astype(np.float64) - previous) <= tolerance
-
-
-def _patience_exits(predictions, patience, tolerance):
-    """First layer (0-based) at which the prediction held for `patience` more exits."""
-    batch, num_layers = predictions.shape
-    exits = np.full(batch, num_layers - 1)
-    count = np.zeros(batch, int)
-    decided = np.zeros(batch, bool)
-    for layer in range(1, num_layers):
-        same = _agree(predictions[:, layer], predictions[:, layer - 1], tolerance)
-        count = np.where(same, count + 1, 0)
-        now = ~decided & (count >= patience) & (layer < num_layers - 1)
-        exits[now] = layer
-        decided |= now
-    return exits
-
-
 def simulate(exit_probs, rule):
     """Exit decisions from every exit's probabilities (B x L x N)."""
     exit_probs = np.asarray(exit_probs)
     batch, num_layers, _ = exit_probs.shape
     if num_layers == 1:
         exits = np.zeros(batch, int)
-    elif rule.kind == "patience":
-        exits = _patience_exits(predictions_of(exit_probs), rule.patience, rule.tolerance)
     else:
-        sure = rule.uncertainty(exit_probs[:, :-1]) <= rule.threshold
+        sure = rule.sure(exit_probs[:, :-1])
         exits = np.where(sure.any(axis=1), sure.argmax(axis=1), num_layers - 1)
     return ExitResult(probs=exit_probs[np.arange(batch), exits], exit_layers=exits + 1)
 
@@ -101,26 +78,14 @@ def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, toleran
     hidden = classifier.embed({"token_ids": ids, "segment_ids": segments, "padding_mask": mask})
     last = classifier.num_layers - 1
 
-    def from_layer(layer, hidden, mask, active, previous, count, previous_top, outputs, exits):
+    def from_layer(layer, hidden, mask, active, state, outputs, exits):
         hidden = classifier.transformer_layer(layer, hidden, mask)
         layer_outputs = exit_outputs(classifier.exit_outputs(layer, hidden, mask)[1])
         if layer == last:
             done = tf.ones_like(active, tf.bool)
-        elif kind == "patience":
-            current = layer_outputs[:, 0] if classifier.num_labels == 1 else tf.argmax(layer_outputs, axis=-1)
-            current = tf.cast(current, tf.float64)
-            # NaN (no previous exit) agrees with nothing.
-            count = tf.where(tf.abs(current - previous) <= tolerance, count + 1, 0)
-            previous = current
-            done = count >= patience
-        elif kind == "learned":
-            current = tf.cast(tf.argmax(layer_outputs, axis=-1), tf.float64)
-            count = tf.where(tf.equal(current, previous), count + 1, 0)
-            u, top = learned_exit.layer_uncertainty_tf(layer_outputs, previous, count, previous_top, weights[layer])
-            previous, previous_top = current, top
-            done = u <= threshold
         else:
-            done = graph_uncertainty(layer_outputs, kind, top_k) <= threshold
+            done, state = graph_sure(kind, top_k, layer_outputs, state, threshold, patience, tolerance,
+                                     weights[layer] if kind == "learned" else None)
         rows = tf.boolean_mask(active, done)[:, None]
         outputs = tf.tensor_scatter_nd_update(outputs, rows, tf.boolean_mask(layer_outputs, done))
         exits = tf.tensor_scatter_nd_update(exits, rows, tf.fill([tf.shape(rows)[0]], layer + 1))
@@ -133,16 +98,16 @@ def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, toleran
             kept_hidden, kept_mask = _trim([tf.boolean_mask(hidden, keep), kept_mask], kept_mask)
             return from_layer(
                 layer + 1, kept_hidden, kept_mask, tf.boolean_mask(active, keep),
-                tf.boolean_mask(previous, keep), tf.boolean_mask(count, keep),
-                tf.boolean_mask(previous_top, keep), outputs, exits,
+                tuple(tf.boolean_mask(s, keep) for s in state), outputs, exits,
             )
 
         return tf.cond(tf.reduce_any(keep), go_on, lambda: (outputs, exits))
 
+    # No previous prediction (NaN agrees with nothing), no run, no previous top probability.
+    state = (tf.fill([batch], tf.constant(float("nan"), tf.float64)), tf.zeros([batch], tf.int32),
+             tf.zeros([batch], tf.float64))
     return from_layer(
-        0, hidden, mask, tf.range(batch),
-        tf.fill([batch], tf.constant(float("nan"), tf.float64)), tf.zeros([batch], tf.int32),
-        tf.zeros([batch], tf.float64),
+        0, hidden, mask, tf.range(batch), state,
         tf.zeros([batch, classifier.num_labels], tf.float32), tf.zeros([batch], tf.int32),
     )
 

@@ -21,11 +21,11 @@ uncertainty(probs[:, :-1], weights)      # B x (L - 1), in [0, 1]
 import numpy as np
 import tensorflow as tf
 
-from msbert_tf.inference.entropy import entropy
+from msbert_tf.inference.agreement import agreeing_run
+from msbert_tf.inference.entropy import entropy, graph_uncertainty
 
 FEATURES = ("top_probability", "entropy", "margin", "agrees_with_previous", "agreeing_run",
             "previous_top_probability", "top_probability_x_agrees")
-_TINY = 1e-12
 
 
 def features(probs):
@@ -33,12 +33,8 @@ def features(probs):
     p = np.asarray(probs, np.float64)
     top = -np.sort(-p, axis=-1)
     top1, margin = top[..., 0], top[..., 0] - top[..., 1]
-    labels = p.argmax(axis=-1)
-    agree = np.zeros_like(top1)
-    agree[:, 1:] = labels[:, 1:] == labels[:, :-1]
-    run = np.zeros_like(top1)
-    for i in range(1, p.shape[1]):
-        run[:, i] = (run[:, i - 1] + 1) * agree[:, i]
+    run = agreeing_run(p.argmax(axis=-1))
+    agree = (run > 0).astype(np.float64)
     previous = np.zeros_like(top1)
     previous[:, 1:] = top1[:, :-1]
     return np.stack([top1, entropy(p), margin, agree, run, previous, top1 * agree], axis=-1)
@@ -61,8 +57,7 @@ def layer_uncertainty_tf(outputs, previous_label, run, previous_top, weights):
     top1 = top[:, 0]
     label = tf.cast(tf.argmax(p, axis=-1), tf.float64)
     agree = tf.cast(tf.equal(label, previous_label), tf.float64)
-    n = tf.cast(tf.shape(p)[-1], tf.float64)
-    ent = tf.minimum(-tf.reduce_sum(p * tf.math.log(tf.maximum(p, _TINY)), axis=-1) / tf.math.log(n), 1.0)
+    ent = graph_uncertainty(p, "entropy", None)
     f = tf.stack([top1, ent, top1 - top[:, 1], agree, tf.cast(run, tf.float64), previous_top, top1 * agree], axis=-1)
     logits = tf.linalg.matvec(f, weights[:-1]) + weights[-1]
     return 1.0 / (1.0 + tf.exp(logits)), top1

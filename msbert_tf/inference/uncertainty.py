@@ -22,10 +22,12 @@ entropy(p), top_k_entropy(p, k=2)  # (0.68, 0.54)
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference import learned_exit
-from msbert_tf.inference.entropy import entropy, top_k_entropy  # noqa: F401 - the rules' measures, re-exported
+from msbert_tf.inference.agreement import agreeing_run, graph_agreeing_run
+from msbert_tf.inference.entropy import entropy, graph_uncertainty, top_k_entropy  # noqa: F401 - re-exported
 
 RULES = ("entropy", "topk", "patience", "learned")
 # Regression (STS-B, scores 0-5): how close two exits' values must be to agree.
@@ -81,19 +83,22 @@ class ExitRule:
             raise UserInputError(f"patience must be at least 1, got {self.patience}.")
         return self
 
+    def sure(self, outputs):
+        """The exit decision: B x L' outputs of exits 1..L' (probabilities,
+        or B x L' x 1 regression values) -> B x L', whether each exit is sure
+        enough to stop at, from the exits up to it. The last layer is the
+        caller's to stop at. `graph_sure` is its TF form, one exit at a time."""
+        outputs = np.asarray(outputs, np.float64)
+        if self.kind == "patience":
+            predictions = outputs[..., 0] if outputs.shape[-1] == 1 else outputs.argmax(axis=-1)
+            return agreeing_run(predictions, self.tolerance) >= self.patience
+        return self.uncertainty(outputs) <= self.threshold
+
     def exits_after(self, outputs):
         """Whether one example leaves after the last of its exits so far
-        (`outputs`: exits x N, or exits x 1 for regression values): the
-        decision an on-device loop makes after each stage. The last layer
-        is the caller's to stop at."""
-        outputs = np.asarray(outputs, np.float64)
-        if self.kind != "patience":
-            return bool(self.uncertainty(outputs[None])[0, -1] <= self.threshold)
-        predictions = outputs[:, 0] if outputs.shape[-1] == 1 else outputs.argmax(axis=-1)
-        agreeing = 0
-        for previous, current in zip(predictions[:-1], predictions[1:]):
-            agreeing = agreeing + 1 if abs(current - previous) <= self.tolerance else 0
-        return agreeing >= self.patience
+        (`outputs`: exits x N): the decision an on-device loop makes after
+        each stage."""
+        return bool(self.sure(np.asarray(outputs)[None])[0, -1])
 
     def uncertainty(self, probs):
         if self.kind == "learned":
@@ -101,3 +106,23 @@ class ExitRule:
         if self.kind == "topk":
             return top_k_entropy(probs, self.top_k)
         return entropy(probs)
+
+
+def graph_sure(kind, top_k, outputs, state, threshold, patience, tolerance, weights):
+    """`ExitRule.sure` of one exit in TF ops, for the early-exit graph:
+    `outputs` B x N of this exit; `state` (previous prediction, float64, NaN
+    before the first exit; agreeing run, int32; previous top probability,
+    float64) carried from the exit before; `weights` this exit's row of the
+    learned rule's. The rule's settings are tensors, `kind` and `top_k` not.
+    Returns (sure, state after this exit)."""
+    previous, run, previous_top = state
+    if kind in ("entropy", "topk"):
+        return graph_uncertainty(outputs, kind, top_k) <= threshold, state
+    regression = outputs.shape[-1] == 1
+    current = tf.cast(outputs[:, 0] if regression else tf.argmax(outputs, axis=-1), tf.float64)
+    if kind == "patience":
+        run = graph_agreeing_run(run, current, previous, tolerance)
+        return run >= patience, (current, run, previous_top)
+    run = graph_agreeing_run(run, current, previous)
+    u, top = learned_exit.layer_uncertainty_tf(outputs, previous, run, previous_top, weights)
+    return u <= threshold, (current, run, top)
