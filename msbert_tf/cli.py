@@ -1,12 +1,14 @@
 """What every CLI shares: bad input is one `error:` line and exit code 2."""
 
 import errno
+import logging
 import os
 import sys
 import tempfile
 import warnings
 
-from absl import app
+from absl import app, flags
+from absl import logging as absl_logging
 
 from msbert_tf.errors import UserInputError
 
@@ -57,6 +59,10 @@ def guarded(main):
         if len(argv) > 1 and not getattr(main, "takes_arguments", False):
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         try:
+            if flags.FLAGS.is_parsed():  # absl's app.run has parsed them; a test may call main directly
+                _refuse_a_setting_given_twice(flags.FLAGS)
+                if flags.FLAGS.verbosity < 1:
+                    _keep_only_our_info_lines()
             return main(argv) or 0
         except UserInputError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -75,12 +81,41 @@ def guarded(main):
     return run_main
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _ours_or_a_warning(record):
+    return record.levelno >= logging.WARNING or os.path.abspath(record.pathname).startswith(_PACKAGE)
+
+
+def _keep_only_our_info_lines():
+    """TensorFlow's own INFO lines (about 20 per export: savers, signatures,
+    fingerprints, some through absl, some through its own handler) bury the
+    command's; --verbosity=1 shows them. Warnings and errors always show."""
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    absl_logging.get_absl_handler().addFilter(_ours_or_a_warning)
+
+
+def _refuse_a_setting_given_twice(flag_values):
+    """A flag and its alias (an earlier name) both on the command line would
+    silently keep the last one: refused, as the API refuses both keywords."""
+    for name in flag_values:
+        flag = flag_values[name]
+        if type(flag).__name__ != "_FlagAlias" or not flag.present:
+            continue
+        original = flag.help.removeprefix("Alias for --").removesuffix(".")
+        # Parsing an alias counts on the original flag too.
+        if flag_values[original].present > flag.present:
+            raise UserInputError(f"--{name} is the earlier name of --{original}: give one of them.")
+
+
 def run(main):
     """Runs an absl `main(argv)` as a command: bad input exits 2 with one line.
 
     Quieter by default: TensorFlow's C++ log lines (a failed CUDA probe on a
     CPU machine, oneDNN notices, the start-up block, above) are hidden unless
-    TF_CPP_MIN_LOG_LEVEL is set below 3; and
+    TF_CPP_MIN_LOG_LEVEL is set below 3, its Python INFO lines unless
+    --verbosity is 1 or more; and
     Keras' warning that a tf.data stream ignores `shuffle` (ours are shuffled
     by the pipeline) is dropped.
     """

@@ -326,7 +326,8 @@ def setting_paths():
 
 
 def setting_type(path):
-    """(type, element type for tuples, default) of the field at dotted `path`."""
+    """(type, element type for tuples, default, whether None is allowed) of
+    the field at dotted `path`."""
     cls, default = RunConfig, RunConfig()
     *sections, field = path.split(".")
     for section in sections:
@@ -336,7 +337,7 @@ def setting_type(path):
     kind = next(t for t in options if t is not type(None))
     value = getattr(default, field)
     element = type(value[0]) if kind is tuple and value else str
-    return kind, element, value
+    return kind, element, value, type(None) in options
 
 
 def _leaf_paths(cls, prefix):

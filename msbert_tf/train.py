@@ -97,16 +97,43 @@ ALIASES = {
 }
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool,
            tuple: flags.DEFINE_list}
+_PARSERS = {str: flags.ArgumentParser, int: flags.IntegerParser, float: flags.FloatParser, tuple: flags.ListParser}
+_SERIALIZERS = {tuple: flags.CsvListSerializer(",")}
+# A flag's None means "not given"; `--field=none` sets an Optional field to None.
+NONE = "none"
+
+
+class _NoneMarker:
+    def __repr__(self):
+        return NONE
+
+
+TO_NONE = _NoneMarker()
+
+
+def _or_none(parser_class):
+    class OrNone(parser_class):
+        def parse(self, argument):
+            if isinstance(argument, str) and argument.strip().lower() == NONE:
+                return TO_NONE
+            return super().parse(argument)
+
+    return OrNone()
 
 
 def _define_setting_flags():
     for name, path in setting_paths().items():
-        kind, _, default = setting_type(path)
+        kind, _, default, optional = setting_type(path)
         help_text = HELP.get(path, f"Config field {path}.")
         if default is not None and default != ():
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             help_text += f" Without a preset: {shown}."
-        _DEFINE[kind](name, None, help_text)
+        if optional:
+            help_text += f" --{name}={NONE} sets it to none."
+            flags.DEFINE(_or_none(_PARSERS[kind]), name, None, help_text,
+                         serializer=_SERIALIZERS.get(kind, flags.ArgumentSerializer()))
+        else:
+            _DEFINE[kind](name, None, help_text)
     for old, name in ALIASES.items():
         flags.DEFINE_alias(old, name)
 
@@ -120,8 +147,10 @@ def resolve_config(flag_values):
     settings = {}
     for name, path in setting_paths().items():
         value = flag_values[name].value
-        if value is not None:
-            _, element, _ = setting_type(path)
+        if value is TO_NONE:
+            settings[name] = None
+        elif value is not None:
+            _, element, _, _ = setting_type(path)
             settings[name] = [_element(element, v, name) for v in value] if isinstance(value, list) else value
     return config.replace(**settings)
 

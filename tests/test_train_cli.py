@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from msbert_tf.config import RunConfig
 from msbert_tf.data import readers, tasks
 from msbert_tf.errors import UserInputError
 
@@ -36,6 +37,7 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     # Not a terminal: a line per part, no progress bar's control characters.
     assert not any(c in done.stderr for c in ("\x08", "\r", "\x1b[")), done.stderr[-500:]
     assert "evaluating 200 rows: every exit, 4 exit rule(s)." in done.stderr
+    assert "certifying an exit threshold (entropy rule) on 600 rows" in done.stderr
     report = json.loads((out / "report.json").read_text())
     assert len(report["dev"]["exits"]) == 6
     assert report["dev"]["teacher"] == report["dev"]["exits"][-1]
@@ -46,7 +48,7 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     for name in ("config.json", "teacher.weights.h5", "model.weights.h5", "report.md"):
         assert (out / name).exists(), name
     assert os.listdir(out / "logs" / "teacher")
-    # The sweep: speed 0 is the teacher, speed 1 exits everything at layer 1.
+    # The sweep: threshold 0 is the teacher, threshold 1 exits everything at layer 1.
     sweep = {p["threshold"]: p for p in report["sweep"]}
     assert sweep[0.0]["metric"] == report["dev"]["teacher"] and sweep[0.0]["mean_exit_layer"] == 6
     assert sweep[1.0]["metric"] == report["dev"]["exits"][0] and sweep[1.0]["mean_exit_layer"] == 1
@@ -79,6 +81,9 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
         "--thresholds=0,0.3,0.6,1", "--timing_examples=4", f"--output={tmp_path}/eval.json",
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # Timing, the slow part, says where it is: a line per rule and batch size.
+    assert "wall clock at batch 1, rule 2 of 4 (entropy 0.3): " in done.stderr
+    assert "wall clock at batch 32, rule 4 of 4 (entropy 1.0): " in done.stderr
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     for got, want in zip(evaluated["sweep"], report["sweep"]):
         assert (got["metric"], got["exit_histogram"]) == (want["metric"], want["exit_histogram"])
@@ -140,6 +145,8 @@ def test_evaluate_refuses_a_run_without_heads(tmp_path):
         (["--max_seq_length=1000"], "above the backbone's maximum 512"),
         (["--distill_loss=mse"], "distill.loss='mse' is not one of"),
         (["--distill_temperature=0"], "distill.temperature must be positive, got 0.0"),
+        (["--distill_loss=kl", "--loss=emd"], "--distill_loss is the earlier name of --loss: give one of them."),
+        (["--thresholds=0.5", "--speeds=0.4"], "--speeds is the earlier name of --thresholds: give one of them."),
         (["--head_dim=127"], "model.head_dim must be a positive multiple of model.head_num_heads (2), got 127"),
         (["--config=configs/nope.json"], "config file configs/nope.json does not exist"),
     ],
@@ -172,6 +179,23 @@ def test_flags_override_the_preset_file():
         preset = json.load(f)
     assert (config.model.head_dim, config.model.head_depth, config.distill.epochs) == (64, 2, 4.0)
     assert config.teacher.learning_rate == preset["teacher"]["learning_rate"]
+
+
+def test_an_optional_field_is_set_back_to_none_by_flag():
+    from absl import flags
+
+    from msbert_tf import train
+
+    try:
+        flags.FLAGS(["msbert_tf.train", "--config=sst2", "--max_calibration_examples=None", "--num_layers=3"])
+        config = train.resolve_config(flags.FLAGS)
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert RunConfig.from_preset("sst2").data.max_calibration_examples == 4000
+    assert (config.data.max_calibration_examples, config.model.num_layers) == (None, 3)
+    with pytest.raises(flags.IllegalFlagValueError, match="invalid literal"):
+        flags.FLAGS(["msbert_tf.train", "--max_calibration_examples=many"])
+    flags.FLAGS.unparse_flags()
 
 
 def test_every_config_field_has_one_flag_named_as_the_api_names_it():

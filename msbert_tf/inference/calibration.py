@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from msbert_tf.data import pipeline, readers
 from msbert_tf.errors import UserInputError
@@ -230,6 +231,7 @@ def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFA
     ExitRule(uncertainty, top_k=top_k, weights=weights).validate(trained.classifier.num_labels)
     examples, labelled, where = calibration_rows(trained, data_file)
     _check(risk, labelled, trained.task.regression)
+    logging.info("certifying an exit threshold (%s rule) on %d rows: %s.", uncertainty, len(examples), where)
     split, probs = exit_probabilities(trained, examples, os.path.basename(where))
     record = calibrate(
         probs, split.lengths, flops.model_spec(trained.classifier), risk, max_risk, confidence,

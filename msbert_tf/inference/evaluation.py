@@ -124,8 +124,12 @@ def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=
     if timing_examples:
         for timing_batch, limit in ((1, timing_examples), (32, None)):
             clock = WallClock(classifier, split, timing_batch, max_examples=limit)
-            for rule, point in zip(rules, points):
-                point[f"wall_clock_speedup_batch{timing_batch}"] = round(clock.speedup(rule), 3)
+            for number, (rule, point) in enumerate(zip(rules, points), 1):
+                speedup = point[f"wall_clock_speedup_batch{timing_batch}"] = round(clock.speedup(rule), 3)
+                # Timing is the slow part (minutes on a CPU): a line per rule shows it moving.
+                setting = f"patience {rule.patience}" if rule.kind == "patience" else f"{rule.kind} {rule.threshold}"
+                logging.info("wall clock at batch %d, rule %d of %d (%s): %.2fx the teacher's.",
+                             timing_batch, number, len(rules), setting, speedup)
     chosen = choose_threshold(points, per_exit["teacher"], max_drop)
     if chosen:
         chosen = {**chosen, "fraction_of_oracle": round(chosen["flops_speedup"] / oracle, 3)}
