@@ -1,7 +1,9 @@
-"""A disk that fills during training, on a real full file system: a tmpfs
-of 2 MiB, mounted where root allows (skipped elsewhere; tests/test_faults.py
+"""A disk that fills during training or export, on a real full file system:
+a small tmpfs, mounted where root allows (skipped elsewhere; tests/test_faults.py
 covers the message with a write hook that raises ENOSPC)."""
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -27,15 +29,22 @@ cli.run(train.main)
 """
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    folder = tmp_path / "disk"
+@contextlib.contextmanager
+def _disk(folder, size):
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (not root, or no mount permission)")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)])
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    with _disk(tmp_path / "disk", "2m") as folder:
+        yield folder
 
 
 @pytest.mark.parametrize("room_check", [True, False], ids=["checked_before", "filled_mid_write"])
@@ -51,3 +60,29 @@ def test_a_full_disk_in_training_is_one_line_and_leaves_no_half_checkpoint(small
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     left = [os.path.join(d, f) for d, dirs, files in os.walk(run) for f in dirs + files]
     assert not [p for p in left if ".saving" in p or ".tmp" in p], left
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from tests.conftest import fit_tiny_run
+
+    return fit_tiny_run(tmp_path_factory, max_calibration_examples=100)[0]
+
+
+# The tiny run's bundles take 2.2 MB (LiteRT) and 7.4 MB (SavedModel): the
+# disk fills in the first, or after the first is whole, in the second.
+@pytest.mark.parametrize("size, whole", [("1m", []), ("4m", ["tflite_none"])], ids=["in_litert", "in_saved_model"])
+def test_a_full_disk_in_export_is_one_line_and_leaves_no_half_bundle(tiny_run, tmp_path, size, whole):
+    with _disk(tmp_path / "disk", size) as disk:
+        done = subprocess.run([sys.executable, "-m", "msbert_tf.export", f"--run_dir={tiny_run}",
+                               f"--output_dir={disk / 'export'}"],
+                              capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert done.returncode == 2, done.stderr[-3000:]
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "No space left on device" in errors[0] and "free some disk space" in errors[0]
+        assert "Traceback" not in done.stderr
+        # Quiet by default: none of TensorFlow's saver and signature lines.
+        assert "signature_serialization" not in done.stderr and "functional_saver" not in done.stderr
+        assert sorted(os.listdir(disk / "export")) == whole
+        for name in whole:  # a bundle that is there is whole
+            assert json.loads((disk / "export" / name / "manifest.json").read_text())["stages"]

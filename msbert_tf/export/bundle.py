@@ -19,6 +19,7 @@ import os
 import shutil
 
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from msbert_tf.errors import UserInputError
@@ -33,6 +34,8 @@ FORMATS = ("tflite", "saved_model")
 # A float32 stage chain must reproduce Keras this closely (checked at export).
 FLOAT_TOLERANCE = 1e-4
 _PROBE = "exporting checks that this sentence gives the same answer on both sides."
+# A bundle is written under this suffix, then renamed into place.
+PARTIAL = ".partial"
 
 
 def _check_request(trained, formats, quantize, max_seq_length, rule):
@@ -132,6 +135,8 @@ def _self_check(trained, path, quantize):
     full = ExitRule("patience", patience=trained.classifier.num_layers)
     want = EarlyExitPredictor(trained.classifier).predict(ids, full).probs[0]
     diff = float(np.max(np.abs(np.asarray(got) - want)))
+    # Checked while still under its temporary name: named as it will be.
+    path = path.removesuffix(PARTIAL)
     if not np.all(np.isfinite(got)) or (quantize == "none" and diff > FLOAT_TOLERANCE):
         raise RuntimeError(f"{path}: the exported chain gives {got}, Keras {want.tolist()}.")
     logging.info("%s: teacher probabilities within %.2e of Keras on a probe sentence.", path, diff)
@@ -169,19 +174,30 @@ def _write_folder_atomically(path, write):
     """Builds a bundle under a temporary name beside `path`, then renames it
     into place: a failed or killed export leaves no folder that looks like a
     bundle, and an earlier bundle at `path` stays until the new one is whole."""
-    partial = path + ".partial"
+    partial = path + PARTIAL
     shutil.rmtree(partial, ignore_errors=True)
     try:
         write(partial)
-    except OSError as e:
+    except BaseException as e:
         shutil.rmtree(partial, ignore_errors=True)
+        reason = _file_system_fault(e)
+        if reason is None:
+            raise
         raise UserInputError(
-            f"could not write {path} ({e.strerror or e}): free some disk space or pick another "
+            f"could not write {path} ({reason}): free some disk space or pick another "
             "--output_dir, then export again."
         ) from None
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     shutil.rmtree(path, ignore_errors=True)
     os.replace(partial, path)
     return path
+
+
+def _file_system_fault(error):
+    """What the file system said, or None for any other failure. TensorFlow's
+    SavedModel writer reports a full disk as ResourceExhaustedError (from
+    SaveV2), with the system's words only in its message."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    if isinstance(error, tf.errors.OpError) and "No space left on device" in error.message:
+        return "No space left on device"
+    return None
