@@ -103,18 +103,19 @@ class MSBert:
         )
         return self.calibration
 
-    def predict(self, texts, threshold=None, uncertainty=None, top_k=None, speed=None):
+    def predict(self, texts, threshold=None, uncertainty=None, top_k=None, speed=None, patience=None):
         """Labels, probabilities and exit layers of `texts` (strings, or
         `(text, text_pair)` tuples for a pair task). `threshold` in [0, 1]: 0
         runs every layer, 1 exits at the first; default, the run's certified
-        one. `speed` is its name of earlier versions."""
+        one. `speed` is its name of earlier versions. `patience`: the patience
+        rule's count of agreeing exits."""
         from msbert_tf.inference.predict import default_rule, predict_texts
 
         self._require_trained()
         one_pair = isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts)
         if isinstance(texts, str) or (self._trained.task.is_pair and one_pair):
             texts = [texts]
-        rule = default_rule(self._trained, _threshold(threshold, speed), uncertainty, top_k)
+        rule = default_rule(self._trained, _threshold(threshold, speed), uncertainty, top_k, patience)
         return predict_texts(self._trained, texts, rule)
 
 
@@ -142,14 +143,15 @@ class MSBert:
         return result
 
     def export(self, output_dir=None, formats=("tflite", "saved_model"), quantize=("none",), max_seq_length=None,
-               threshold=None, uncertainty=None, top_k=None, speed=None):
+               threshold=None, uncertainty=None, top_k=None, speed=None, patience=None):
         """The LiteRT bundles and the SavedModel (default: RUN/export), with the
-        run's certified threshold unless `threshold` (earlier: `speed`) is given; their paths."""
+        run's certified threshold unless `threshold` (earlier: `speed`), or
+        for the patience rule `patience`, is given; their paths."""
         from msbert_tf.export.bundle import export_run
         from msbert_tf.inference.predict import default_rule
 
         self._require_trained()
-        rule = default_rule(self._trained, _threshold(threshold, speed), uncertainty, top_k)
+        rule = default_rule(self._trained, _threshold(threshold, speed), uncertainty, top_k, patience)
         output_dir = output_dir or os.path.join(self.output_dir, "export")
         return export_run(self._trained, output_dir, tuple(formats), tuple(quantize), max_seq_length, rule)
 

@@ -15,14 +15,12 @@ from absl import flags
 
 from msbert_tf import cli
 from msbert_tf.errors import UserInputError
+from msbert_tf import rule_flags
+from msbert_tf.rule_flags import rule_settings
 
 flags.DEFINE_string("run_dir", None, "A finished training run folder.")
 flags.DEFINE_string("input_file", None, "A UTF-8 file with one text per line (pairs: text<TAB>text_pair).")
-flags.DEFINE_float("threshold", None, "Exit threshold in [0, 1]: 0 runs every layer, 1 exits at the first "
-                   "(default: the run's certified one).")
-flags.DEFINE_alias("speed", "threshold")  # the name of earlier versions
-flags.DEFINE_string("uncertainty", None, "entropy, topk or patience (default: the run's).")
-flags.DEFINE_integer("top_k", None, "K of the top-K rule.")
+flags.adopt_module_key_flags(rule_flags)  # listed by --help
 FLAGS = flags.FLAGS
 
 
@@ -50,7 +48,7 @@ def main(argv):
     if not texts:
         raise UserInputError("nothing to classify: pass texts as arguments or --input_file.")
     trained = load_run(FLAGS.run_dir)
-    rule = default_rule(trained, FLAGS.threshold, FLAGS.uncertainty, FLAGS.top_k)
+    rule = default_rule(trained, **rule_settings())
     examples = from_lines(trained.task, texts)
     for example, result in zip(examples, predict_texts(trained, examples, rule)):
         shown = {"text": example[0], "text_pair": example[1]} if trained.task.is_pair else {"text": example}

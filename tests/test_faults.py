@@ -160,17 +160,22 @@ def test_settings_a_rule_would_ignore_are_refused(run, kwargs, message):
         MSBert.load(run).predict(["fine"], **kwargs)
 
 
-def test_help_lists_the_evaluation_flags_and_exits_0():
+@pytest.mark.parametrize("command, flags", [
+    ("evaluate", ("--run_dir", "--thresholds", "--uncertainty", "--top_k", "--max_drop", "--tolerances")),
+    ("predict", ("--run_dir", "--input_file", "--threshold", "--uncertainty", "--top_k", "--patience")),
+    ("export", ("--run_dir", "--formats", "--quantize", "--threshold", "--uncertainty", "--top_k", "--patience")),
+])
+def test_help_lists_the_commands_flags_and_exits_0(command, flags):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "msbert_tf.evaluate", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", f"msbert_tf.{command}", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0
-    for flag in ("--run_dir", "--thresholds", "--uncertainty", "--top_k", "--max_drop", "--tolerances"):
-        assert flag in done.stdout, flag
-    # The usage example keeps its line break.
-    assert "--run_dir=runs/sst2 \\\n" in done.stdout
+    for flag in flags:
+        assert f"  {flag}:" in done.stdout, flag
+    if command == "evaluate":  # the usage example keeps its line break
+        assert "--run_dir=runs/sst2 \\\n" in done.stdout
 
 
 def test_commands_do_not_print_tensorflows_start_up_block(run):

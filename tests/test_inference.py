@@ -208,3 +208,11 @@ def test_another_rule_than_the_chosen_one_needs_its_own_threshold(tmp_path):
         default_rule(trained, uncertainty="entropy")
     assert default_rule(trained, threshold=0.4, uncertainty="entropy") == ExitRule("entropy", 0.4, 2, 2)
     assert default_rule(trained).kind == "patience"
+    # The patience rule takes its count, and no other rule does.
+    assert default_rule(trained, patience=3).patience == 3
+    with pytest.raises(UserInputError, match="the entropy rule does not read it: drop --patience"):
+        default_rule(trained, threshold=0.4, uncertainty="entropy", patience=3)
+    (tmp_path / "exit_threshold.json").write_text(json.dumps({"uncertainty": "entropy", "threshold": 0.5}))
+    with pytest.raises(UserInputError, match="with --uncertainty=patience pass --patience as well"):
+        default_rule(trained, uncertainty="patience")
+    assert default_rule(trained, uncertainty="patience", patience=1).patience == 1

@@ -45,3 +45,29 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch, glue_dir):
     assert evaluation["examples"] == 872 and evaluation["oracle_flops_speedup"] > 1
     assert sorted(os.path.basename(p) for p in bundles) == ["saved_model", "tflite_none"]
     assert (tmp_path / "runs" / "sst2" / "exit_threshold.json").exists()
+
+
+def _shell_flags():
+    """{command module: flags its README lines pass}, from every bash block."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```bash\n(.*?)```", f.read(), flags=re.S)
+    used = {}
+    for line in re.sub(r"\\\n\s*", " ", "\n".join(blocks)).splitlines():
+        found = re.search(r"python -m msbert_tf\.([\w.]+)(.*)", line.split("  #")[0])
+        if found:
+            used.setdefault(found.group(1), set()).update(re.findall(r"--([\w.]+)", found.group(2)))
+    return used
+
+
+def test_the_readme_shell_lines_pass_flags_that_exist():
+    import subprocess
+    import sys
+
+    used = _shell_flags()
+    assert {"train", "evaluate", "predict", "calibrate", "export"} <= set(used)
+    for command, names in used.items():
+        done = subprocess.run([sys.executable, "-m", f"msbert_tf.{command}", "--helpfull"],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        missing = [name for name in names if f"--{name}:" not in done.stdout]
+        assert not missing, f"python -m msbert_tf.{command}: README passes {missing}"

@@ -10,16 +10,15 @@ from absl import flags
 
 from msbert_tf import cli
 from msbert_tf.errors import UserInputError
+from msbert_tf import rule_flags
+from msbert_tf.rule_flags import rule_settings
 
 flags.DEFINE_string("run_dir", None, "A finished training run folder.")
 flags.DEFINE_string("output_dir", None, "Where the bundles go (default RUN/export).")
 flags.DEFINE_list("formats", ["tflite", "saved_model"], "tflite and/or saved_model.")
 flags.DEFINE_list("quantize", ["none"], "LiteRT variants: none, dynamic (int8 weights), float16.")
 flags.DEFINE_integer("max_seq_length", None, "Tokenizer max length (default: the run's).")
-flags.DEFINE_float("threshold", None, "The bundles' default exit threshold (default: the run's certified one).")
-flags.DEFINE_alias("speed", "threshold")  # the name of earlier versions
-flags.DEFINE_string("uncertainty", None, "entropy, topk, learned or patience (default: the run's).")
-flags.DEFINE_integer("top_k", None, "K of the top-K rule.")
+flags.adopt_module_key_flags(rule_flags)  # listed by --help
 FLAGS = flags.FLAGS
 
 
@@ -29,8 +28,7 @@ def main(argv):
     if not FLAGS.run_dir:
         raise UserInputError("--run_dir is required.")
     paths = MSBert.load(FLAGS.run_dir).export(
-        FLAGS.output_dir, FLAGS.formats, FLAGS.quantize, FLAGS.max_seq_length, FLAGS.threshold, FLAGS.uncertainty,
-        FLAGS.top_k,
+        FLAGS.output_dir, FLAGS.formats, FLAGS.quantize, FLAGS.max_seq_length, **rule_settings()
     )
     for path in paths:
         print(path)

@@ -19,7 +19,7 @@ from msbert_tf.inference.early_exit import EarlyExitPredictor
 from msbert_tf.inference.uncertainty import DEFAULT_TOLERANCES, RULES, ExitRule, default_uncertainty
 
 
-def default_rule(trained, threshold=None, uncertainty=None, top_k=None):
+def default_rule(trained, threshold=None, uncertainty=None, top_k=None, patience=None):
     """The run's chosen threshold (exit_threshold.json), with any override."""
     chosen = trained.run.load_threshold()
     if uncertainty and uncertainty not in RULES:
@@ -30,16 +30,22 @@ def default_rule(trained, threshold=None, uncertainty=None, top_k=None):
         raise UserInputError("the patience rule has no threshold: it exits once exits agree; drop --threshold.")
     if top_k is not None and kind != "topk":
         raise UserInputError(f"--top_k sets the topk rule's K; the {kind} rule does not read it: drop --top_k.")
-    if uncertainty and chosen and uncertainty != chosen.get("uncertainty") and threshold is None:
+    if patience is not None and kind != "patience":
         raise UserInputError(
-            f"the run's threshold was chosen for the {chosen.get('uncertainty')} rule; "
-            f"with --uncertainty={uncertainty} pass --threshold as well."
+            f"--patience sets the patience rule's count of agreeing exits; the {kind} rule does not read it: "
+            "drop --patience."
+        )
+    setting = ("patience", patience) if kind == "patience" else ("threshold", threshold)
+    if uncertainty and chosen and uncertainty != chosen.get("uncertainty") and setting[1] is None:
+        raise UserInputError(
+            f"the run's setting was chosen for the {chosen.get('uncertainty')} rule; "
+            f"with --uncertainty={uncertainty} pass --{setting[0]} as well."
         )
     rule = ExitRule(
         kind=kind,
         threshold=chosen.get("threshold", 0.0) if threshold is None else threshold,
         top_k=top_k if top_k is not None else (chosen.get("top_k") or 2),
-        patience=chosen.get("patience") or 2,
+        patience=patience if patience is not None else (chosen.get("patience") or 2),
         # Without a chosen point, a regression's values agree within the
         # middle default tolerance (exact equality would never exit early).
         tolerance=(
