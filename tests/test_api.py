@@ -193,3 +193,4 @@ def test_distill_trains_other_heads_on_the_same_teacher(trained, tmp_path):
     assert other.calibration is not None and model.config.distill.loss == "emd"
     with pytest.raises(UserInputError, match="was trained with other teacher"):
         model.distill(str(tmp_path / "lr"), verbose=0, **{"teacher.learning_rate": 0.5})
+    assert not (tmp_path / "lr").exists()  # refused before the run folder was made

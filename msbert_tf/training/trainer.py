@@ -160,11 +160,11 @@ TEACHER_FIELDS = ("data.task", "data.data_dir", "data.train_file", "data.calibra
                   "teacher", "seed", "checkpoint_every_steps")
 
 
-def import_teacher(classifier, config, task):
-    """Copies backbone and C_T from `config.teacher_from`'s finished stage 1."""
+def check_teacher_source(config):
+    """`config.teacher_from`'s run: refused, before anything is written, when
+    its teacher is unfinished or trained with other teacher settings."""
     source = run_dir_lib.RunDir(config.teacher_from)
-    source_config = source.load_config()
-    mine, theirs = config.to_dict(), source_config.to_dict()
+    mine, theirs = config.to_dict(), source.load_config().to_dict()
 
     def field(values, dotted):
         for part in dotted.split("."):
@@ -179,7 +179,13 @@ def import_teacher(classifier, config, task):
         )
     if not os.path.exists(source.teacher_weights):
         raise UserInputError(f"teacher_from={config.teacher_from} has no finished teacher yet.")
-    donor, _ = build_classifier(source_config, task)
+    return source
+
+
+def import_teacher(classifier, config, task):
+    """Copies backbone and C_T from `config.teacher_from`'s finished stage 1."""
+    source = check_teacher_source(config)
+    donor, _ = build_classifier(source.load_config(), task)
     donor.load_weights(source.teacher_weights)
     for mine_w, donor_w in zip(
         classifier.backbone.weights + classifier.teacher_dense.weights,
@@ -201,6 +207,8 @@ def train(config, output_dir, verbose="auto"):
         verbose = 1 if sys.stderr.isatty() else 2
     config.validate()
     task = readers.resolve_task(config.data)
+    if config.teacher_from:
+        check_teacher_source(config)
     run = run_dir_lib.RunDir(output_dir)
     strategy = make_strategy(config.strategy, config.tpu)
     worker = worker_name(strategy)
