@@ -12,8 +12,26 @@ from absl import logging as absl_logging
 
 from msbert_tf.errors import UserInputError
 
-# Set before any command module imports TensorFlow (each imports this first).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _asked_for_logs(argv):
+    """Whether the command line sets absl's --verbosity (or -v) to 1 or more:
+    read before the flags are parsed, as TensorFlow reads its log level when
+    it is imported."""
+    for i, arg in enumerate(argv):
+        name, _, value = arg.partition("=")
+        if name in ("--verbosity", "-v"):
+            value = value or (argv[i + 1] if i + 1 < len(argv) else "")
+            try:
+                return int(value) >= 1
+            except ValueError:
+                return False
+    return False
+
+
+# Set before any command module imports TensorFlow (each imports this first):
+# TensorFlow's C++ lines only when asked for, by --verbosity or by the variable.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _asked_for_logs(sys.argv[1:]) else "3")
 
 
 def _import_tensorflow_quietly():
@@ -113,9 +131,9 @@ def run(main):
     """Runs an absl `main(argv)` as a command: bad input exits 2 with one line.
 
     Quieter by default: TensorFlow's C++ log lines (a failed CUDA probe on a
-    CPU machine, oneDNN notices, the start-up block, above) are hidden unless
-    TF_CPP_MIN_LOG_LEVEL is set below 3, its Python INFO lines unless
-    --verbosity is 1 or more; and
+    CPU machine, oneDNN notices, the start-up block, above) and its Python
+    INFO lines are hidden unless --verbosity is 1 or more (or, for the C++
+    lines, TF_CPP_MIN_LOG_LEVEL is set below 3); and
     Keras' warning that a tf.data stream ignores `shuffle` (ours are shuffled
     by the pipeline) is dropped.
     """

@@ -194,3 +194,8 @@ def test_commands_do_not_print_tensorflows_start_up_block(run):
     loud = subprocess.run([sys.executable, "-m", "msbert_tf.predict", f"--run_dir={run}", "a fine film"],
                           capture_output=True, text=True, timeout=300, env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"})
     assert loud.returncode == 0 and len(loud.stderr.splitlines()) > len(done.stderr.splitlines())
+    # --verbosity=1 brings them back too.
+    verbose = subprocess.run([sys.executable, "-m", "msbert_tf.predict", f"--run_dir={run}", "--verbosity=1",
+                              "a fine film"], capture_output=True, text=True, timeout=300, env=env)
+    assert verbose.returncode == 0
+    assert any(noise in verbose.stderr for noise in ("oneDNN", "cuda", "absl::InitializeLog", "cpu_feature_guard"))
