@@ -340,6 +340,30 @@ def setting_type(path):
     return kind, element, value, type(None) in options
 
 
+def differing_settings(a, b, among=None, besides=()):
+    """Dotted paths of the settings where RunConfigs `a` and `b` differ, only
+    those under `among` (fields or whole sections; None: all) and none under
+    `besides`."""
+    def under(path, names):
+        return any(path == name or path.startswith(name + ".") for name in names)
+
+    flat_a, flat_b = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return sorted(
+        path for path in set(flat_a) | set(flat_b)
+        if flat_a.get(path) != flat_b.get(path) and (among is None or under(path, among)) and not under(path, besides)
+    )
+
+
+def _flatten(values, prefix=""):
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
 def _leaf_paths(cls, prefix):
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):

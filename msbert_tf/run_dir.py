@@ -22,6 +22,7 @@ import shutil
 
 import numpy as np
 
+from msbert_tf.config import RunConfig, differing_settings
 from msbert_tf.data import readers
 from msbert_tf.errors import UserInputError
 
@@ -29,14 +30,11 @@ from msbert_tf.errors import UserInputError
 RESUMABLE_FIELDS = ("data.max_eval_examples", "data.eval_batch_size", "data.calibration_file", "strategy", "tpu")
 
 
-def _flatten(values, prefix=""):
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = list(value) if isinstance(value, tuple) else value
-    return flat
+def _setting(config, path):
+    value = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return list(value) if isinstance(value, tuple) else value
 
 
 class RunDir:
@@ -71,14 +69,10 @@ class RunDir:
         )
         if os.path.exists(path) and started:
             # Through RunConfig: fields added since the folder was written take their defaults.
-            saved = _flatten(self.load_config().to_dict())
-            current = _flatten(config.to_dict())
-            differ = sorted(
-                k for k in set(saved) | set(current)
-                if saved.get(k) != current.get(k) and k not in RESUMABLE_FIELDS
-            )
+            saved = self.load_config()
+            differ = differing_settings(saved, config, besides=RESUMABLE_FIELDS)
             if differ:
-                details = "; ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in differ)
+                details = "; ".join(f"{k}: {_setting(saved, k)!r} there, {_setting(config, k)!r} now" for k in differ)
                 raise UserInputError(
                     f"{self.path} holds a run with another config ({details}); "
                     "resume with the same settings or pick a new --output_dir."
@@ -155,8 +149,6 @@ class RunDir:
         write_atomically(self.file("stages.json"), json.dumps(stages, indent=2))
 
     def load_config(self):
-        from msbert_tf.config import RunConfig
-
         path = self.file("config.json")
         if not os.path.exists(path):
             raise UserInputError(f"{self.path} is not a run folder (no config.json).")

@@ -91,3 +91,14 @@ def test_numpy_numbers_are_taken_as_numbers_and_bools_are_not():
     with pytest.raises(UserInputError, match="no config field by that name alone: use its dotted name "
                                              r"\(model.random_backbone.num_heads\)"):
         RunConfig().replace(num_heads=4)
+
+
+def test_differing_settings_by_field_and_section():
+    from msbert_tf.config import RunConfig, differing_settings
+
+    a = RunConfig()
+    b = a.replace(**{"teacher.learning_rate": 1e-3, "distill.epochs": 3, "max_eval_examples": 10})
+    assert differing_settings(a, b) == ["data.max_eval_examples", "distill.epochs", "teacher.learning_rate"]
+    assert differing_settings(a, b, among=("teacher", "seed")) == ["teacher.learning_rate"]
+    assert differing_settings(a, b, besides=("data.max_eval_examples", "distill")) == ["teacher.learning_rate"]
+    assert differing_settings(a, a.replace()) == []

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from msbert_tf.config import differing_settings
 from msbert_tf.data import pipeline, readers, tasks
 from msbert_tf.errors import UserInputError
 from msbert_tf.losses.distill import DistillationLoss
@@ -164,14 +165,7 @@ def check_teacher_source(config):
     """`config.teacher_from`'s run: refused, before anything is written, when
     its teacher is unfinished or trained with other teacher settings."""
     source = run_dir_lib.RunDir(config.teacher_from)
-    mine, theirs = config.to_dict(), source.load_config().to_dict()
-
-    def field(values, dotted):
-        for part in dotted.split("."):
-            values = values[part]
-        return values
-
-    differ = [f for f in TEACHER_FIELDS if field(mine, f) != field(theirs, f)]
+    differ = differing_settings(config, source.load_config(), among=TEACHER_FIELDS)
     if differ:
         raise UserInputError(
             f"teacher_from={config.teacher_from} was trained with other {', '.join(differ)}; "
