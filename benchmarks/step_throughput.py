@@ -30,7 +30,8 @@ from msbert_tf.losses.distill import DistillationLoss
 from msbert_tf.models.backbone import load_backbone
 from msbert_tf.models.classifier import MSBertClassifier
 from msbert_tf.training.stage_models import DistillationModel, TeacherModel
-from msbert_tf.training.strategy import localhost_worker_environments, make_strategy
+from msbert_tf.training.strategy import make_strategy
+from tests.localhost_cluster import localhost_worker_environments  # noqa: E402
 
 flags.DEFINE_list("lengths", ["12", "20"], "Sequence lengths (tokens) to time.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")

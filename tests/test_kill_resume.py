@@ -12,7 +12,7 @@ import time
 import pytest
 
 from msbert_tf.run_dir import completed_epochs
-from msbert_tf.training.strategy import localhost_worker_environments
+from tests.localhost_cluster import localhost_worker_environments
 from tests.conftest import tiny_config
 
 

@@ -20,10 +20,6 @@ with strategy.scope():
 ```
 """
 
-import contextlib
-import json
-import os
-import socket
 
 import tensorflow as tf
 
@@ -66,20 +62,3 @@ def worker_name(strategy):
     if resolver.task_type == "chief" or (not has_chief and resolver.task_id == 0):
         return None
     return f"{resolver.task_type}_{resolver.task_id}"
-
-
-def localhost_worker_environments(count):
-    """Environments for `count` worker processes on free localhost ports, each
-    with its `TF_CONFIG`: a multi-worker cluster on one machine (tests, benchmarks)."""
-    # All sockets stay open until every port is read, so no two workers get
-    # the same port; another process may still take one before TF binds it.
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("localhost", 0))
-        ports = [s.getsockname()[1] for s in sockets]
-    cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    return [
-        {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        for i in range(count)
-    ]
