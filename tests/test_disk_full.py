@@ -1,5 +1,5 @@
-"""A disk that fills during training or export, on a real full file system:
-a small tmpfs, mounted where root allows (skipped elsewhere; tests/test_faults.py
+"""A disk that fills during training or export, on a real full file system,
+and a read-only one: a small tmpfs, mounted where root allows (skipped elsewhere; tests/test_faults.py
 covers the message with a write hook that raises ENOSPC)."""
 
 import contextlib
@@ -30,9 +30,10 @@ cli.run(train.main)
 
 
 @contextlib.contextmanager
-def _disk(folder, size):
+def _disk(folder, size, options=""):
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs", str(folder)],
+                             capture_output=True)
     if mounted.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (not root, or no mount permission)")
     try:
@@ -86,3 +87,24 @@ def test_a_full_disk_in_export_is_one_line_and_leaves_no_half_bundle(tiny_run, t
         assert sorted(os.listdir(disk / "export")) == whole
         for name in whole:  # a bundle that is there is whole
             assert json.loads((disk / "export" / name / "manifest.json").read_text())["stages"]
+
+
+def test_a_read_only_file_system_is_refused_before_any_work(tiny_run, tmp_path):
+    """Root writes into a folder without write permission (tests/test_faults.py
+    skips there); nobody writes into a read-only mount."""
+    with _disk(tmp_path / "disk", "1m", ",ro") as disk:
+        commands = [
+            ["msbert_tf.train", *TRAIN_ARGS, f"--output_dir={disk / 'run'}"],
+            ["msbert_tf.evaluate", f"--run_dir={tiny_run}", f"--data_file={GLUE_DIR}/SST-2/dev.tsv",
+             f"--output={disk / 'eval' / 'report.json'}"],
+            ["msbert_tf.export", f"--run_dir={tiny_run}", f"--output_dir={disk / 'export'}"],
+        ]
+        for command in commands:
+            done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, timeout=300,
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            assert done.returncode == 2, (command[0], done.stderr[-2000:])
+            (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+            assert "cannot be written" in error and "Read-only file system" in error, error
+            # Refused before the work: no training step, no evaluation line.
+            assert "stage teacher" not in done.stderr and "evaluating" not in done.stderr, done.stderr[-2000:]
+        assert os.listdir(disk) == []
