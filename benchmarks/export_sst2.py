@@ -9,7 +9,9 @@
 - each LiteRT variant: size, agreement of exit layers and labels with the
   float32 chain, dev accuracy at the default threshold and with all layers;
 - batch-1 latency on 1 and 2 threads: the stage chain at the default
-  threshold against one full-teacher graph, float32 and int8;
+  threshold against one full-teacher graph, float32 and int8, and against
+  static graphs of the first k layers and exit k of the same checkpoint
+  (--static_layers), with their dev accuracy: what a user might ship instead;
 - the SavedModel at batch 1 and 32, at the default threshold and with all layers.
 Prints a Markdown table and writes export_bench.json into --output_dir.
 """
@@ -40,18 +42,23 @@ flags.DEFINE_float("threshold", None, "Default threshold (default: the run's cho
 flags.DEFINE_list("quantize", ["none", "dynamic", "float16"], "Variants to build.")
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts to time.")
 flags.DEFINE_integer("max_examples", None, "Use only the first N dev rows.")
+flags.DEFINE_list("static_layers", ["1", "2", "3"], "Static first-k-layer graphs to time beside the chain.")
 FLAGS = flags.FLAGS
 
 SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 def per_example_ms(run, encoded):
+    return timed_outputs(run, encoded)[0]
+
+
+def timed_outputs(run, encoded):
+    """(ms per example, outputs) of `run` over `encoded`, one at a time."""
     for ids in encoded[:20]:  # warm-up: allocation, delegate set-up
         run(ids)
     start = time.perf_counter()
-    for ids in encoded:
-        run(ids)
-    return 1000.0 * (time.perf_counter() - start) / len(encoded)
+    outputs = [run(ids) for ids in encoded]
+    return 1000.0 * (time.perf_counter() - start) / len(encoded), outputs
 
 
 def saved_model_ms(path, texts, batch_size, threshold):
@@ -129,6 +136,17 @@ def main(argv):
             latency.append({"quantize": mode, "threads": threads, "chain_ms": round(chain_ms, 3),
                             "full_teacher_ms": round(full_ms, 3), "speedup": round(full_ms / chain_ms, 2)})
     results["litert_latency_batch1"] = latency
+    static = []
+    for mode in [m for m in ("none", "dynamic") if m in FLAGS.quantize]:
+        for count in map(int, FLAGS.static_layers):
+            path = os.path.join(FLAGS.output_dir, f"first_{count}_layers_{mode}.tflite")
+            litert.write_litert(stages.first_layers_model(trained.classifier, count), path, mode)
+            for threads in map(int, FLAGS.threads):
+                graph = litert.interpreter(path, threads).get_signature_runner()
+                ms, outputs = timed_outputs(lambda ids: graph(**ids)["probabilities"][0], encoded)
+                static.append({"quantize": mode, "threads": threads, "layers": count, "ms": round(ms, 3),
+                               "accuracy": score("accuracy", dev.labels, np.argmax(outputs, axis=-1))})
+    results["static_layers_batch1"] = static
     sm = os.path.join(FLAGS.output_dir, "saved_model")
     results["saved_model_ms_per_batch"] = [
         {"batch": b, "threshold": t, "ms": round(saved_model_ms(sm, list(dev.text_a), b, t), 2)}

@@ -306,3 +306,23 @@ def test_learned_rule_saved_model_decides_like_predict(exported, tmp_path):
         want = predict_texts(trained, texts, ExitRule("learned", t, weights=weights))
         assert got["exit_layer"].numpy().tolist() == [w["exit_layer"] for w in want]
         assert got["label_id"].numpy().tolist() == [int(w["label"]) for w in want]
+
+
+def test_first_layers_models_give_the_classifiers_exits():
+    """The static baselines of the latency benchmark: the first k layers and
+    exit k in one graph, numbers equal to the classifier's exit k."""
+    import keras
+
+    from msbert_tf.config import ModelConfig
+    from msbert_tf.export.stages import first_layers_model, full_model
+    from msbert_tf.models.backbone import load_backbone
+    from msbert_tf.models.classifier import MSBertClassifier
+
+    backbone, preprocessor = load_backbone(ModelConfig(backbone="random"), max_seq_length=16)
+    classifier = MSBertClassifier(backbone, num_labels=3, head="attention", head_dim=8)
+    inputs = {k: np.asarray(v, np.int32) for k, v in preprocessor(["a short one", "and a longer second text"]).items()}
+    want = np.asarray(keras.ops.softmax(classifier(inputs), axis=-1))
+    for count in range(1, classifier.num_layers + 1):
+        got = first_layers_model(classifier, count)(inputs)["probabilities"]
+        np.testing.assert_allclose(got, want[:, count - 1], atol=1e-6)
+    np.testing.assert_allclose(full_model(classifier)(inputs)["probabilities"], want[:, -1], atol=1e-6)

@@ -62,10 +62,18 @@ def stage_models(classifier):
 
 def full_model(classifier):
     """Every layer in one graph, the teacher's output out: the no-exit baseline."""
+    return first_layers_model(classifier, classifier.num_layers)
+
+
+def first_layers_model(classifier, count):
+    """The first `count` layers in one graph and the exit after the last of
+    them (the teacher's head after every layer): a static smaller model of
+    the same checkpoint, what a user might ship instead of early exit."""
     inputs = _id_inputs()
     mask = inputs["padding_mask"]
     hidden = classifier.embed(inputs)
-    for index in range(classifier.num_layers):
+    for index in range(count):
         hidden = classifier.transformer_layer(index, hidden, mask)
-    logits = classifier.teacher_logits(hidden, mask)
-    return keras.Model(inputs, _exit_output(classifier, logits), name="teacher")
+    _, logits = classifier.exit_outputs(count - 1, hidden, mask)
+    name = "teacher" if count == classifier.num_layers else f"first_{count}_layers"
+    return keras.Model(inputs, _exit_output(classifier, logits), name=name)
