@@ -33,21 +33,20 @@ from calibration_splits import FLAGS, Rows  # noqa: E402
 from msbert_tf.data import readers  # noqa: E402
 from msbert_tf.data.sentences import hold_out_sentences  # noqa: E402
 from msbert_tf.inference import flops, learned_exit  # noqa: E402
-from msbert_tf.inference.calibration import EXIT_MODEL_ROWS  # noqa: E402
+from msbert_tf.inference.calibration import exit_model_rows  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
 from msbert_tf.inference.uncertainty import ExitRule  # noqa: E402
 
 
 def held_out_phrases(trained):
-    """(held-out sentences, the phrases only they hold, training rows) as the run split them."""
+    """(held-out sentences, the phrases only they hold, the learned rule's training rows) as the run split them."""
     data = trained.config.data
     train = readers.read_split(trained.task, "train", data.data_dir)
     rest, held = hold_out_sentences(train, data.calibration_fraction, data.max_calibration_examples,
                                     trained.config.seed)
     kept = set(rest.text_a) | set(held.text_a)
     phrases = train.select(np.asarray([i for i, text in enumerate(train.text_a) if text not in kept]))
-    sample = np.random.default_rng(trained.config.seed).choice(len(rest), EXIT_MODEL_ROWS, replace=False)
-    return held, phrases, rest.select(np.sort(sample))
+    return held, phrases, exit_model_rows(trained)
 
 
 def ensembled(rows):

@@ -10,7 +10,7 @@ import warnings
 from absl import app, flags
 from absl import logging as absl_logging
 
-from msbert_tf.errors import UserInputError
+from msbert_tf.errors import UserInputError, as_os_error
 
 
 
@@ -85,8 +85,9 @@ def guarded(main):
         except UserInputError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        except OSError as e:
-            if e.errno not in _MACHINE_FAULTS:
+        except Exception as error:
+            e = as_os_error(error)
+            if e is None or e.errno not in _MACHINE_FAULTS:
                 raise
             where = f" writing {e.filename}" if e.filename else ""
             print(

@@ -139,6 +139,25 @@ def test_a_full_disk_anywhere_in_a_command_is_one_line(capsys):
     assert "No space left on device writing /runs/sst2/checkpoints/teacher/x: free some disk space" in err
 
 
+def test_a_full_disk_in_tensorflows_own_writers_is_one_line(capsys):
+    """SaveV2 (SavedModel, checkpoints) raises it as an op error, not OSError."""
+    import tensorflow as tf
+
+    from msbert_tf import cli
+
+    def fills_up(argv):
+        raise tf.errors.ResourceExhaustedError(None, None, "runs/x/variables_temp; No space left on device [Op:SaveV2]")
+
+    def other(argv):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    assert cli.guarded(fills_up)(["train"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device: free some disk space" in err
+    with pytest.raises(tf.errors.ResourceExhaustedError):  # out of memory is not the disk
+        cli.guarded(other)(["train"])
+
+
 def test_other_os_errors_are_not_disguised():
     from msbert_tf import cli
 

@@ -19,10 +19,9 @@ import os
 import shutil
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
-from msbert_tf.errors import UserInputError
+from msbert_tf.errors import UserInputError, as_os_error
 from msbert_tf.export import litert, serving, stages
 from msbert_tf.export.manifest import BUNDLE_VERSION, MANIFEST, VOCABULARY, sha256
 from msbert_tf.export.runner import LiteRTRunner, tensor_specs
@@ -180,24 +179,14 @@ def _write_folder_atomically(path, write):
         write(partial)
     except BaseException as e:
         shutil.rmtree(partial, ignore_errors=True)
-        reason = _file_system_fault(e)
-        if reason is None:
+        fault = as_os_error(e)
+        if fault is None:
             raise
         raise UserInputError(
-            f"could not write {path} ({reason}): free some disk space or pick another "
+            f"could not write {path} ({fault.strerror or fault}): free some disk space or pick another "
             "--output_dir, then export again."
         ) from None
     shutil.rmtree(path, ignore_errors=True)
     os.replace(partial, path)
     return path
 
-
-def _file_system_fault(error):
-    """What the file system said, or None for any other failure. TensorFlow's
-    SavedModel writer reports a full disk as ResourceExhaustedError (from
-    SaveV2), with the system's words only in its message."""
-    if isinstance(error, OSError):
-        return error.strerror or str(error)
-    if isinstance(error, tf.errors.OpError) and "No space left on device" in error.message:
-        return "No space left on device"
-    return None

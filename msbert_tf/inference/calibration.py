@@ -196,6 +196,15 @@ def exit_probabilities(trained, examples, name):
 EXIT_MODEL_ROWS = 8000
 
 
+def exit_model_rows(trained, max_rows=EXIT_MODEL_ROWS):
+    """The training rows (never calibration rows) the learned rule is fitted
+    on: up to `max_rows`, drawn with the run's seed."""
+    rows, _ = readers.training_rows(trained.task, trained.config.data, trained.config.seed)
+    if len(rows) > max_rows:
+        rows = rows.select(np.sort(np.random.default_rng(trained.config.seed).choice(len(rows), max_rows, replace=False)))
+    return rows
+
+
 def fit_exit_model(trained, max_rows=EXIT_MODEL_ROWS):
     """Fits the learned rule on up to `max_rows` of the run's training rows
     (never its calibration rows) and saves it to RUN/exit_model.json."""
@@ -203,9 +212,7 @@ def fit_exit_model(trained, max_rows=EXIT_MODEL_ROWS):
 
     if trained.task.regression:
         raise UserInputError("the learned rule needs class probabilities; a regression task exits by patience.")
-    rows, _ = readers.training_rows(trained.task, trained.config.data, trained.config.seed)
-    if len(rows) > max_rows:
-        rows = rows.select(np.sort(np.random.default_rng(trained.config.seed).choice(len(rows), max_rows, replace=False)))
+    rows = exit_model_rows(trained, max_rows)
     _, probs = exit_probabilities(trained, rows, "exit-model rows")
     model = {"features": list(learned_exit.FEATURES), "weights": learned_exit.fit(probs).tolist(), "rows": len(rows)}
     trained.run.save_exit_model(model)
