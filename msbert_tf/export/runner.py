@@ -77,17 +77,43 @@ def _check_stage(path, entry, stage, output):
         )
 
 
+class Stage:
+    """One stage graph of a bundle on its own interpreter, called as a
+    signature runner is (`stage(**inputs)` -> {output: array}) but cheaper
+    per call: its tensors are resized and re-planned only when the sentence
+    length changes, where a signature runner re-plans on every call.
+    Refuses a graph whose tensors are not those its manifest `entry` names."""
+
+    def __init__(self, bundle, entry, output, num_threads=1):
+        self.interpreter = litert.interpreter(os.path.join(bundle, entry["file"]), num_threads)
+        # Not kept: while it holds the interpreter, the interpreter refuses to re-plan.
+        signature = self.interpreter.get_signature_runner()
+        _check_stage(bundle, entry, signature, output)
+        self._inputs = {name: detail["index"] for name, detail in signature.get_input_details().items()}
+        self._outputs = {name: detail["index"] for name, detail in signature.get_output_details().items()}
+        self._shapes = None
+
+    def __call__(self, **inputs):
+        shapes = {name: np.shape(value) for name, value in inputs.items()}
+        if shapes != self._shapes:
+            if set(shapes) != set(self._inputs):
+                raise UserInputError(f"this stage takes {sorted(self._inputs)}; got {sorted(shapes)}.")
+            for name, shape in shapes.items():
+                self.interpreter.resize_tensor_input(self._inputs[name], shape)
+            self.interpreter.allocate_tensors()
+            self._shapes = shapes
+        for name, value in inputs.items():
+            self.interpreter.set_tensor(self._inputs[name], value)
+        self.interpreter.invoke()
+        return {name: self.interpreter.get_tensor(index) for name, index in self._outputs.items()}
+
+
 class LiteRTRunner:
     def __init__(self, path, num_threads=1):
         import keras_hub
 
         self.manifest = read_manifest(path)
-        self.stages = [
-            litert.interpreter(os.path.join(path, stage["file"]), num_threads).get_signature_runner()
-            for stage in self.manifest["stages"]
-        ]
-        for entry, stage in zip(self.manifest["stages"], self.stages):
-            _check_stage(path, entry, stage, self.manifest.get("output"))
+        self.stages = [Stage(path, entry, self.manifest.get("output"), num_threads) for entry in self.manifest["stages"]]
         settings = self.manifest["tokenizer"]
         self.settings = settings
         self.tokenizer = keras_hub.models.BertTokenizer(
