@@ -332,12 +332,11 @@ def test_a_stage_re_plans_only_when_the_length_changes(exported):
     """Stage keeps its interpreter planned between calls of one length and
     gives a fresh signature runner's numbers at every length, back and forth."""
     from msbert_tf.export import litert
-    from msbert_tf.export.runner import Stage, read_manifest
+    from msbert_tf.export.runner import Stage
 
     trained, out, dev = exported
-    bundle = os.path.join(out, "tflite_none")
-    entry = read_manifest(bundle)["stages"][1]
-    stage = Stage(bundle, entry, "probabilities")
+    path = os.path.join(out, "tflite_none", "stage_2.tflite")
+    stage = Stage(path)
     plans = []
     allocate = stage.interpreter.allocate_tensors
     stage.interpreter.allocate_tensors = lambda: plans.append(1) or allocate()
@@ -345,7 +344,7 @@ def test_a_stage_re_plans_only_when_the_length_changes(exported):
     for length in (7, 7, 3, 7):
         feed = {"hidden_in": rng.normal(size=(1, length, trained.classifier.backbone.hidden_dim)).astype(np.float32),
                 "padding_mask": np.ones((1, length), np.int32)}
-        want = litert.interpreter(os.path.join(bundle, entry["file"])).get_signature_runner()(**feed)
+        want = litert.interpreter(path).get_signature_runner()(**feed)
         got = stage(**feed)
         for name in want:
             np.testing.assert_allclose(got[name], want[name], atol=1e-6)

@@ -24,7 +24,7 @@ from absl import logging
 from msbert_tf.errors import UserInputError, as_os_error
 from msbert_tf.export import litert, serving, stages
 from msbert_tf.export.manifest import BUNDLE_VERSION, MANIFEST, VOCABULARY, sha256
-from msbert_tf.export.runner import LiteRTRunner, tensor_specs
+from msbert_tf.export.runner import LiteRTRunner, Stage
 from msbert_tf.inference.early_exit import EarlyExitPredictor
 from msbert_tf.inference.predict import default_rule
 from msbert_tf.run_dir import writable_folder, write_atomically
@@ -89,12 +89,8 @@ def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
     for index, model in enumerate(stages.stage_models(trained.classifier)):
         name = f"stage_{index + 1}.tflite"
         file = litert.write_litert(model, os.path.join(path, name), quantize)
-        runner = litert.interpreter(file).get_signature_runner()
-        stage_entries.append({
-            "file": name,
-            "inputs": tensor_specs(runner.get_input_details()),
-            "outputs": tensor_specs(runner.get_output_details()),
-        })
+        graph = Stage(file)
+        stage_entries.append({"file": name, "inputs": graph.input_specs, "outputs": graph.output_specs})
     manifest = {
         "format": "msbert-tf litert bundle",
         "version": BUNDLE_VERSION,

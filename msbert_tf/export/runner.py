@@ -63,7 +63,7 @@ def tensor_specs(details):
 
 def _check_stage(path, entry, stage, output):
     """Refuses a stage graph whose tensors are not the ones its manifest entry names."""
-    graph = {"inputs": tensor_specs(stage.get_input_details()), "outputs": tensor_specs(stage.get_output_details())}
+    graph = {"inputs": stage.input_specs, "outputs": stage.output_specs}
     for side in ("inputs", "outputs"):
         if graph[side] != entry.get(side):
             raise UserInputError(
@@ -78,26 +78,33 @@ def _check_stage(path, entry, stage, output):
 
 
 class Stage:
-    """One stage graph of a bundle on its own interpreter, called as a
-    signature runner is (`stage(**inputs)` -> {output: array}) but cheaper
-    per call: its tensors are resized and re-planned only when the sentence
-    length changes, where a signature runner re-plans on every call.
-    Refuses a graph whose tensors are not those its manifest `entry` names."""
+    """One LiteRT graph (a bundle's stage, or any graph with one signature)
+    on its own interpreter, called as a signature runner is (`stage(**inputs)`
+    -> {output: array}) but cheaper per call: its tensors are resized and
+    re-planned only when the sentence length changes, where a signature
+    runner re-plans on every call.
 
-    def __init__(self, bundle, entry, output, num_threads=1):
-        self.interpreter = litert.interpreter(os.path.join(bundle, entry["file"]), num_threads)
+    ```python
+    stage = Stage("runs/sst2/export/tflite_none/stage_2.tflite")
+    stage(hidden_in=hidden, padding_mask=mask)["probabilities"]
+    ```
+    """
+
+    def __init__(self, path, num_threads=1):
+        self.interpreter = litert.interpreter(path, num_threads)
         # Not kept: while it holds the interpreter, the interpreter refuses to re-plan.
         signature = self.interpreter.get_signature_runner()
-        _check_stage(bundle, entry, signature, output)
-        self._inputs = {name: detail["index"] for name, detail in signature.get_input_details().items()}
-        self._outputs = {name: detail["index"] for name, detail in signature.get_output_details().items()}
+        inputs, outputs = signature.get_input_details(), signature.get_output_details()
+        self.input_specs, self.output_specs = tensor_specs(inputs), tensor_specs(outputs)
+        self._inputs = {name: detail["index"] for name, detail in inputs.items()}
+        self._outputs = {name: detail["index"] for name, detail in outputs.items()}
         self._shapes = None
 
     def __call__(self, **inputs):
         shapes = {name: np.shape(value) for name, value in inputs.items()}
         if shapes != self._shapes:
             if set(shapes) != set(self._inputs):
-                raise UserInputError(f"this stage takes {sorted(self._inputs)}; got {sorted(shapes)}.")
+                raise UserInputError(f"this graph takes {sorted(self._inputs)}; got {sorted(shapes)}.")
             for name, shape in shapes.items():
                 self.interpreter.resize_tensor_input(self._inputs[name], shape)
             self.interpreter.allocate_tensors()
@@ -113,7 +120,9 @@ class LiteRTRunner:
         import keras_hub
 
         self.manifest = read_manifest(path)
-        self.stages = [Stage(path, entry, self.manifest.get("output"), num_threads) for entry in self.manifest["stages"]]
+        self.stages = [Stage(os.path.join(path, entry["file"]), num_threads) for entry in self.manifest["stages"]]
+        for entry, stage in zip(self.manifest["stages"], self.stages):
+            _check_stage(path, entry, stage, self.manifest.get("output"))
         settings = self.manifest["tokenizer"]
         self.settings = settings
         self.tokenizer = keras_hub.models.BertTokenizer(
