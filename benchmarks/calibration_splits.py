@@ -21,8 +21,6 @@ Every exit's outputs are computed once on the run's held-out training rows
 import dataclasses
 import json
 import os
-import platform
-import subprocess
 import sys
 
 import numpy as np
@@ -30,6 +28,9 @@ import tensorflow as tf
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from machine import commit, machine  # noqa: E402
 
 from msbert_tf.data import pipeline, readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
@@ -216,25 +217,6 @@ def main(argv):
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
             f.write(text)
-
-
-def machine():
-    return {"platform": platform.platform(), "cpu": _cpu()}
-
-
-def commit():
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-
-
-def _cpu():
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    except OSError:
-        return "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), "unknown")
-    flag_line = next((line for line in lines if line.startswith("Flags")), "")
-    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if f in flag_line.split()]
-    return f"{model} ({' '.join(wanted)})"
 
 
 if __name__ == "__main__":

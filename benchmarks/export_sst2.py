@@ -9,11 +9,16 @@
 - each LiteRT variant: size, agreement of exit layers and labels with the
   float32 chain, dev accuracy at the default threshold and with all layers;
 - batch-1 latency on 1 and 2 threads: the stage chain at the default
-  threshold against one full-teacher graph, float32 and int8, and against
+  threshold against one full-teacher graph, float32 and int8, beside the
+  chain's FLOPs speed-up on the same sentences, with its fixed cost per
+  stage timed apart: outside the graphs (the runner's Python, resizes,
+  copies) and inside them beyond their FLOPs share of the teacher graph's
+  time (heads, per-graph dispatch); and against
   static graphs of the first k layers and exit k of the same checkpoint
   (--static_layers), with their dev accuracy: what a user might ship instead;
 - the SavedModel at batch 1 and 32, at the default threshold and with all layers.
-Prints a Markdown table and writes export_bench.json into --output_dir.
+Prints the results and writes them, with `lscpu`'s model and flags and the
+commit, to export_bench.json in --output_dir.
 """
 
 import json
@@ -22,16 +27,19 @@ import time
 
 import numpy as np
 from absl import app, flags
+from machine import commit, machine
 
 from msbert_tf.data import readers
 from msbert_tf.export import litert, stages
 from msbert_tf.export.bundle import export_run
-from msbert_tf.export.runner import LiteRTRunner
+from msbert_tf.export.runner import LiteRTRunner, Stage
+from msbert_tf.inference import flops
 from msbert_tf.inference.early_exit import simulate
 from msbert_tf.inference.exit_metrics import exit_logits
 from msbert_tf.inference.metrics import score
 from msbert_tf.inference.loading import load_run
 from msbert_tf.inference.predict import default_rule
+from msbert_tf.inference.sweep import flops_speedup
 from msbert_tf.inference.uncertainty import ExitRule
 from msbert_tf.run_dir import write_atomically
 
@@ -48,14 +56,31 @@ FLAGS = flags.FLAGS
 SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
 
 
-def per_example_ms(run, encoded):
-    return timed_outputs(run, encoded)[0]
+class invoke_clock:
+    """Milliseconds `stage`'s interpreter spends inside its graph, summed over
+    its calls (`timed_outputs` zeroes it after the warm-up)."""
+
+    def __init__(self, stage):
+        self.ms, invoke = 0.0, stage.interpreter.invoke
+
+        def timed():
+            start = time.perf_counter()
+            invoke()
+            self.ms += 1000.0 * (time.perf_counter() - start)
+
+        stage.interpreter.invoke = timed
 
 
-def timed_outputs(run, encoded):
+def per_example_ms(run, encoded, clocks=()):
+    return timed_outputs(run, encoded, clocks)[0]
+
+
+def timed_outputs(run, encoded, clocks=()):
     """(ms per example, outputs) of `run` over `encoded`, one at a time."""
     for ids in encoded[:20]:  # warm-up: allocation, delegate set-up
         run(ids)
+    for clock in clocks:
+        clock.ms = 0.0
     start = time.perf_counter()
     outputs = [run(ids) for ids in encoded]
     return 1000.0 * (time.perf_counter() - start) / len(encoded), outputs
@@ -125,16 +150,34 @@ def main(argv):
     results["variants"] = variants
 
     latency = []
+    spec = flops.model_spec(trained.classifier)
+    lengths = np.asarray([ids["token_ids"].shape[1] for ids in encoded])
     for mode in [m for m in ("none", "dynamic") if m in FLAGS.quantize]:
         teacher_path = os.path.join(FLAGS.output_dir, f"teacher_{mode}.tflite")
         litert.write_litert(stages.full_model(trained.classifier), teacher_path, mode)
         for threads in map(int, FLAGS.threads):
             runner = LiteRTRunner(os.path.join(FLAGS.output_dir, f"tflite_{mode}"), num_threads=threads)
-            teacher = litert.interpreter(teacher_path, threads).get_signature_runner()
-            chain_ms = per_example_ms(lambda ids: runner.classify_ids(ids), encoded)
-            full_ms = per_example_ms(lambda ids: teacher(**ids), encoded)
-            latency.append({"quantize": mode, "threads": threads, "chain_ms": round(chain_ms, 3),
-                            "full_teacher_ms": round(full_ms, 3), "speedup": round(full_ms / chain_ms, 2)})
+            teacher = Stage(teacher_path, threads)
+            chain_clock = [invoke_clock(stage) for stage in runner.stages]
+            teacher_clock = invoke_clock(teacher)
+            chain_ms, outputs = timed_outputs(runner.classify_ids, encoded, chain_clock)
+            full_ms = per_example_ms(lambda ids: teacher(**ids), encoded, [teacher_clock])
+            exits = np.asarray([out["exit_layer"] for out in outputs])
+            flops_gain = flops_speedup(exits, lengths, spec)
+            chain_invoke = sum(clock.ms for clock in chain_clock) / len(encoded)
+            teacher_invoke = teacher_clock.ms / len(encoded)
+            latency.append({
+                "quantize": mode, "threads": threads, "chain_ms": round(chain_ms, 3),
+                "full_teacher_ms": round(full_ms, 3), "speedup": round(full_ms / chain_ms, 2),
+                "flops_speedup": round(flops_gain, 3), "of_flops": round(full_ms / chain_ms / flops_gain, 3),
+                "mean_stages": round(float(exits.mean()), 3),
+                # Per stage run: time outside the graphs, and inside them beyond the
+                # FLOPs share of the teacher graph's own time.
+                "outside_graphs_ms_per_stage": round((chain_ms - chain_invoke) / exits.mean(), 4),
+                "inside_beyond_flops_ms_per_stage": round(
+                    (chain_invoke - teacher_invoke / flops_gain) / exits.mean(), 4),
+                "teacher_outside_graph_ms": round(full_ms - teacher_invoke, 4),
+            })
     results["litert_latency_batch1"] = latency
     static = []
     for mode in [m for m in ("none", "dynamic") if m in FLAGS.quantize]:
@@ -142,7 +185,7 @@ def main(argv):
             path = os.path.join(FLAGS.output_dir, f"first_{count}_layers_{mode}.tflite")
             litert.write_litert(stages.first_layers_model(trained.classifier, count), path, mode)
             for threads in map(int, FLAGS.threads):
-                graph = litert.interpreter(path, threads).get_signature_runner()
+                graph = Stage(path, threads)
                 ms, outputs = timed_outputs(lambda ids: graph(**ids)["probabilities"][0], encoded)
                 static.append({"quantize": mode, "threads": threads, "layers": count, "ms": round(ms, 3),
                                "accuracy": score("accuracy", dev.labels, np.argmax(outputs, axis=-1))})
@@ -152,6 +195,7 @@ def main(argv):
         {"batch": b, "threshold": t, "ms": round(saved_model_ms(sm, list(dev.text_a), b, t), 2)}
         for b in (1, 32) for t in (rule.threshold, 0.0)
     ]
+    results["machine"], results["commit"] = machine(), commit()
     write_atomically(os.path.join(FLAGS.output_dir, "export_bench.json"), json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 

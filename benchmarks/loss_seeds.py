@@ -20,8 +20,6 @@ standard deviation over seeds per loss) into --output_dir.
 import copy
 import json
 import os
-import platform
-import subprocess
 import sys
 
 import numpy as np
@@ -31,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import calibration_splits as splits  # noqa: E402  (its Rows, read and calibration flags)
+from machine import commit, machine  # noqa: E402
 
 from msbert_tf.data import readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
@@ -130,9 +129,7 @@ def main(argv):
             folder = os.path.join(FLAGS.output_dir, name)
             train(config, folder, verbose=2)
             results[name] = {"loss": loss, "seed": seed, **measure(folder, FLAGS.dev_file)}
-            results[name]["commit"] = subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-            results[name]["machine"] = {"platform": platform.platform(), "cpu": splits._cpu()}
+            results[name]["commit"], results[name]["machine"] = commit(), machine()
             print(json.dumps(results[name]), flush=True)
             write_atomically(path, json.dumps(results, indent=2))
             write_atomically(os.path.join(FLAGS.output_dir, "losses.md"), table(results))
