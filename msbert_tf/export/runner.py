@@ -80,9 +80,12 @@ def _check_stage(path, entry, stage, output):
 class Stage:
     """One LiteRT graph (a bundle's stage, or any graph with one signature)
     on its own interpreter, called as a signature runner is (`stage(**inputs)`
-    -> {output: array}) but cheaper per call: its tensors are resized and
-    re-planned only when the sentence length changes, where a signature
-    runner re-plans on every call.
+    -> {output: array}). Its tensors are resized and re-planned only when the
+    input length changes, where a signature runner re-plans on every call:
+    that saves the plan (about 0.04 ms a stage in int8, BENCHMARKS.md) only
+    for inputs of one length in a row (an app padding to fixed lengths), not
+    on a stream of sentences, whose lengths change almost every time.
+    Its graph's tensor specs are checked against a bundle's manifest.
 
     ```python
     stage = Stage("runs/sst2/export/tflite_none/stage_2.tflite")
