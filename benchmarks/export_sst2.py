@@ -16,6 +16,9 @@
   time (heads, per-graph dispatch); and against
   static graphs of the first k layers and exit k of the same checkpoint
   (--static_layers), with their dev accuracy: what a user might ship instead;
+- the exit decision's own cost after each stage, in microseconds, for the
+  run's rule and the learned rule (its FLOPs, tens per exit, are left out
+  of the FLOPs counts: a layer is about 10^8);
 - the SavedModel at batch 1 and 32, at the default threshold and with all layers.
 Prints the results and writes them, with `lscpu`'s model and flags and the
 commit, to export_bench.json in --output_dir.
@@ -54,6 +57,24 @@ flags.DEFINE_list("static_layers", ["1", "2", "3"], "Static first-k-layer graphs
 FLAGS = flags.FLAGS
 
 SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def decision_us(trained, rule, probs):
+    """Microseconds the runner's exit decision (`ExitRule.exits_after`) takes
+    after a stage, for the run's rule and, where the run has one, the learned
+    rule: each stage of every dev sentence, on the exits seen so far."""
+    rules = {rule.kind: rule}
+    model = trained.run.load_exit_model()
+    if model is not None:
+        rules["learned"] = ExitRule("learned", rule.threshold, weights=tuple(map(tuple, model["weights"])))
+    out = {}
+    for kind, each in rules.items():
+        seen = [probs[i, : layer + 1] for i in range(len(probs)) for layer in range(probs.shape[1] - 1)]
+        start = time.perf_counter()
+        for outputs in seen:
+            each.exits_after(outputs)
+        out[kind] = round(1e6 * (time.perf_counter() - start) / len(seen), 2)
+    return out
 
 
 class invoke_clock:
@@ -179,6 +200,7 @@ def main(argv):
                 "teacher_outside_graph_ms": round(full_ms - teacher_invoke, 4),
             })
     results["litert_latency_batch1"] = latency
+    results["decision_us_per_stage"] = decision_us(trained, rule, float_probs)
     static = []
     for mode in [m for m in ("none", "dynamic") if m in FLAGS.quantize]:
         for count in map(int, FLAGS.static_layers):
