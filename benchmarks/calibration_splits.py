@@ -28,7 +28,6 @@ import tensorflow as tf
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from machine import commit, machine  # noqa: E402
 

@@ -13,12 +13,13 @@
   chain's FLOPs speed-up on the same sentences, with its fixed cost per
   stage timed apart: outside the graphs (the runner's Python, resizes,
   copies) and inside them beyond their FLOPs share of the teacher graph's
-  time (heads, per-graph dispatch); and against
+  time (heads slower than their FLOPs, per-graph dispatch); and against
   static graphs of the first k layers and exit k of the same checkpoint
   (--static_layers), with their dev accuracy: what a user might ship instead;
 - the exit decision's own cost after each stage, in microseconds, for the
-  run's rule and the learned rule (its FLOPs, tens per exit, are left out
-  of the FLOPs counts: a layer is about 10^8);
+  run's rule and, where the run has fitted one, the learned rule (its
+  FLOPs, tens per exit, are left out of the FLOPs counts: a layer is
+  about 10^8);
 - the SavedModel at batch 1 and 32, at the default threshold and with all layers.
 Prints the results and writes them, with `lscpu`'s model and flags and the
 commit, to export_bench.json in --output_dir.
@@ -77,7 +78,7 @@ def decision_us(trained, rule, probs):
     return out
 
 
-class invoke_clock:
+class InvokeClock:
     """Milliseconds `stage`'s interpreter spends inside its graph, summed over
     its calls (`timed_outputs` zeroes it after the warm-up)."""
 
@@ -179,8 +180,8 @@ def main(argv):
         for threads in map(int, FLAGS.threads):
             runner = LiteRTRunner(os.path.join(FLAGS.output_dir, f"tflite_{mode}"), num_threads=threads)
             teacher = Stage(teacher_path, threads)
-            chain_clock = [invoke_clock(stage) for stage in runner.stages]
-            teacher_clock = invoke_clock(teacher)
+            chain_clock = [InvokeClock(stage) for stage in runner.stages]
+            teacher_clock = InvokeClock(teacher)
             chain_ms, outputs = timed_outputs(runner.classify_ids, encoded, chain_clock)
             full_ms = per_example_ms(lambda ids: teacher(**ids), encoded, [teacher_clock])
             exits = np.asarray([out["exit_layer"] for out in outputs])

@@ -9,6 +9,7 @@ machine()  # {"platform": "Linux-...", "cpu": "AMD EPYC (avx2 avx512f avx512_vnn
 ```
 """
 
+import os
 import platform
 import subprocess
 
@@ -20,7 +21,12 @@ def machine():
 
 
 def commit():
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    """The checkout's short commit, or "unknown": a missing git must not lose a run's numbers."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def cpu():

@@ -24,8 +24,6 @@ import sys
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import calibration_splits as splits  # noqa: E402  (its flags are this script's)
 from calibration_splits import FLAGS, Rows  # noqa: E402
 from machine import commit, machine  # noqa: E402
@@ -45,15 +43,13 @@ class Exits:
     """What any threshold needs of a set of rows: each exit's uncertainty
     under one rule, whether its label agrees with the full model's, and the
     FLOPs of stopping there (the teacher's FLOPs of the same rows come from
-    `teacher_of`)."""
+    `teacher_of`). A threshold per exit is not an `ExitRule`, so the exit
+    decision is made here on these arrays."""
 
-    def __init__(self, rows, rule, spec):
-        layers = rows.probs.shape[1]
+    def __init__(self, rows, agrees, path, rule):
         # The last exit is the full model: no decision there.
         self.uncertainty = np.asarray(rule.uncertainty(rows.probs[:, :-1]))
-        labels = predictions_of(rows.probs)
-        self.agrees = labels == labels[:, -1:]
-        self.path = np.asarray([[flops.path_flops(e, int(t), spec) for e in range(1, layers + 1)] for t in rows.lengths])
+        self.agrees, self.path = agrees, path
 
     def take(self, index):
         exits = object.__new__(Exits)
@@ -62,7 +58,7 @@ class Exits:
 
     def exit_layers(self, shape, threshold):
         """0-based exit of each row: the first exit whose uncertainty is at most its threshold, else the last."""
-        sure = self.uncertainty <= np.minimum(threshold * shape, 1.0)[None, :]
+        sure = self.uncertainty <= (threshold * shape)[None, :]
         sure = np.hstack([sure, np.ones((len(sure), 1), bool)])
         return sure.argmax(axis=1)
 
@@ -76,6 +72,14 @@ class Exits:
 def shapes(layers):
     position = np.arange(1, layers) / (layers - 1)
     return {gamma: position ** float(gamma) for gamma in FLAGS.gammas}
+
+
+def agreement_and_flops(rows, spec):
+    """Whether each exit's label equals the last's (B x L), and each exit's path FLOPs (B x L)."""
+    labels = predictions_of(rows.probs)
+    layers = rows.probs.shape[1]
+    path = np.asarray([[flops.path_flops(e, int(t), spec) for e in range(1, layers + 1)] for t in rows.lengths])
+    return labels == labels[:, -1:], path
 
 
 def certify(exits, teacher_flops, family):
@@ -107,23 +111,26 @@ def main(argv):
     pool = Rows(trained, trained.run.load_calibration_rows(trained.task))
     unseen = pool.concat(Rows(trained, readers.read_file(trained.task, FLAGS.dev_file)))
     family = shapes(pool.probs.shape[1])
+    single = {"single": np.ones(pool.probs.shape[1] - 1)}
+    pool_facts, unseen_facts = agreement_and_flops(pool, spec), agreement_and_flops(unseen, spec)
+    # One set of halves for both families and both rules.
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(len(pool)) for _ in range(FLAGS.splits)]
     out = {"run_dir": FLAGS.run_dir, "pool_rows": len(pool), "unseen_rows": len(unseen), "gammas": FLAGS.gammas,
            "max_risk": FLAGS.max_risk, "confidence": FLAGS.confidence}
     learned = tuple(tuple(row) for row in (trained.run.load_exit_model() or fit_exit_model(trained))["weights"])
     for rule in (ExitRule("entropy"), ExitRule("learned", weights=learned)):
-        exits, every = Exits(pool, rule, spec), Exits(unseen, rule, spec)
+        exits, every = Exits(pool, *pool_facts, rule), Exits(unseen, *unseen_facts, rule)
         result = {"ceiling_unseen": {gamma: round(ceiling(every, teacher_of(unseen, spec), shape), 3)
                                      for gamma, shape in family.items()}}
-        rng = np.random.default_rng(0)
-        for name, candidates in (("single", {"0": family["0"]}), ("per_exit", family)):
+        for name, candidates in (("single", single), ("per_exit", family)):
             halves = []
-            for _ in range(FLAGS.splits):
-                order = rng.permutation(len(pool))
+            for order in orders:
                 cal, test = order[: len(pool) // 2], order[len(pool) // 2:]
                 gamma, threshold, _ = certify(exits.take(cal), teacher_of(pool.take(cal), spec), candidates)
-                shape = family[gamma] if gamma is not None else family["0"]
-                disagreement, speed = exits.take(test).read(shape, threshold if gamma is not None else 0.0,
-                                                             teacher_of(pool.take(test), spec))
+                # Nothing certified: threshold 0, the full model, whatever the shape.
+                shape = candidates[gamma] if gamma is not None else single["single"]
+                disagreement, speed = exits.take(test).read(shape, threshold, teacher_of(pool.take(test), spec))
                 halves.append((speed, disagreement, gamma))
             speeds = np.asarray([h[0] for h in halves])
             result[name] = {"speedup_mean": round(float(speeds.mean()), 3), "speedup_sd": round(float(speeds.std(ddof=1)), 3),

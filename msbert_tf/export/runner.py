@@ -80,12 +80,11 @@ def _check_stage(path, entry, stage, output):
 class Stage:
     """One LiteRT graph (a bundle's stage, or any graph with one signature)
     on its own interpreter, called as a signature runner is (`stage(**inputs)`
-    -> {output: array}). Its tensors are resized and re-planned only when the
-    input length changes, where a signature runner re-plans on every call:
-    that saves the plan (about 0.04 ms a stage in int8, BENCHMARKS.md) only
-    for inputs of one length in a row (an app padding to fixed lengths), not
-    on a stream of sentences, whose lengths change almost every time.
-    Its graph's tensor specs are checked against a bundle's manifest.
+    -> {output: array}), with the graph's tensor specs (`input_specs`,
+    `output_specs`, which the runner checks against its manifest) and the
+    interpreter itself at hand, so that a benchmark can time `invoke` apart
+    from the rest of a call. Resizing to the shape a graph already has is
+    free (LiteRT returns early), so every call resizes.
 
     ```python
     stage = Stage("runs/sst2/export/tflite_none/stage_2.tflite")
@@ -95,23 +94,19 @@ class Stage:
 
     def __init__(self, path, num_threads=1):
         self.interpreter = litert.interpreter(path, num_threads)
-        # Not kept: while it holds the interpreter, the interpreter refuses to re-plan.
+        # Not kept: while it holds the interpreter, the interpreter refuses to allocate.
         signature = self.interpreter.get_signature_runner()
         inputs, outputs = signature.get_input_details(), signature.get_output_details()
         self.input_specs, self.output_specs = tensor_specs(inputs), tensor_specs(outputs)
         self._inputs = {name: detail["index"] for name, detail in inputs.items()}
         self._outputs = {name: detail["index"] for name, detail in outputs.items()}
-        self._shapes = None
 
     def __call__(self, **inputs):
-        shapes = {name: np.shape(value) for name, value in inputs.items()}
-        if shapes != self._shapes:
-            if set(shapes) != set(self._inputs):
-                raise UserInputError(f"this graph takes {sorted(self._inputs)}; got {sorted(shapes)}.")
-            for name, shape in shapes.items():
-                self.interpreter.resize_tensor_input(self._inputs[name], shape)
-            self.interpreter.allocate_tensors()
-            self._shapes = shapes
+        if set(inputs) != set(self._inputs):
+            raise UserInputError(f"this graph takes {sorted(self._inputs)}; got {sorted(inputs)}.")
+        for name, value in inputs.items():
+            self.interpreter.resize_tensor_input(self._inputs[name], np.shape(value))
+        self.interpreter.allocate_tensors()
         for name, value in inputs.items():
             self.interpreter.set_tensor(self._inputs[name], value)
         self.interpreter.invoke()
