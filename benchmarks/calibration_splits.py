@@ -39,6 +39,7 @@ from msbert_tf.inference.exit_metrics import exit_logits  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
 from msbert_tf.inference.sweep import flops_speedup  # noqa: E402
 from msbert_tf.inference.uncertainty import ExitRule  # noqa: E402
+from msbert_tf.run_dir import write_atomically  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "A finished run with held-out calibration rows.")
 flags.DEFINE_string("dev_file", None, "Labelled rows of the task read as a second test set.")
@@ -210,12 +211,15 @@ def main(argv):
         out[kind] = study(ExitRule(kind, weights=weights), pool, dev, spec, np.random.default_rng(0))
         if dev is not None and FLAGS.pool == "held_out":
             out[kind]["risk_curve_pool_and_dev"] = risk_curve(pool.concat(dev), ExitRule(kind, weights=weights), spec)
+    record(out)
+    print(json.dumps(out, indent=2))
+
+
+def record(out):
+    """Stamps `out` with the machine and the commit and writes it to --output, when given."""
     out["machine"], out["commit"] = machine(), commit()
-    text = json.dumps(out, indent=2)
-    print(text)
     if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            f.write(text)
+        write_atomically(FLAGS.output, json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

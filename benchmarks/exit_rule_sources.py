@@ -29,7 +29,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import calibration_splits as splits  # noqa: E402  (its flags are this script's)
 from calibration_splits import FLAGS, Rows  # noqa: E402
-from machine import commit, machine  # noqa: E402
 
 from msbert_tf.data import readers  # noqa: E402
 from msbert_tf.data.sentences import hold_out_sentences  # noqa: E402
@@ -97,10 +96,7 @@ def main(argv):
             splits.risk_curve(ensemble, learned(ensembled(phrases).probs), spec)),
     }
     print("ensemble", json.dumps(out["ensemble"]), flush=True)
-    out["machine"], out["commit"] = machine(), commit()
-    if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            f.write(json.dumps(out, indent=2))
+    splits.record(out)
 
 
 if __name__ == "__main__":

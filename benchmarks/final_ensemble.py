@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import calibration_splits as splits  # noqa: E402  (its flags are this script's)
 from calibration_splits import FLAGS, Rows  # noqa: E402
 from exit_rule_sources import ceiling, learned  # noqa: E402
-from machine import commit, machine  # noqa: E402
 
 from msbert_tf.data import readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
@@ -73,10 +72,7 @@ def main(argv):
             }
         out["finals"][name] = result
         print(name, json.dumps(result), flush=True)
-    out["machine"], out["commit"] = machine(), commit()
-    if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            f.write(json.dumps(out, indent=2))
+    splits.record(out)
 
 
 if __name__ == "__main__":

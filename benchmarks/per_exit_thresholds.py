@@ -26,7 +26,6 @@ from absl import app, flags
 
 import calibration_splits as splits  # noqa: E402  (its flags are this script's)
 from calibration_splits import FLAGS, Rows  # noqa: E402
-from machine import commit, machine  # noqa: E402
 
 from msbert_tf.data import readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
@@ -138,10 +137,7 @@ def main(argv):
                             "gammas_chosen": [h[2] for h in halves]}
         out[rule.kind] = result
         print(rule.kind, json.dumps(result), flush=True)
-    out["machine"], out["commit"] = machine(), commit()
-    if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            f.write(json.dumps(out, indent=2))
+    splits.record(out)
 
 
 if __name__ == "__main__":
