@@ -34,9 +34,10 @@ from machine import commit, machine  # noqa: E402
 from msbert_tf.data import pipeline, readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
 from msbert_tf.inference.calibration import THRESHOLDS, calibrate, fit_exit_model, oracle_exit_layers, row_losses  # noqa: E402
-from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate  # noqa: E402
+from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate, with_final  # noqa: E402
 from msbert_tf.inference.exit_metrics import exit_logits  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
+from msbert_tf.inference.predict import learned_weights  # noqa: E402
 from msbert_tf.inference.sweep import flops_speedup  # noqa: E402
 from msbert_tf.inference.uncertainty import ExitRule  # noqa: E402
 from msbert_tf.run_dir import write_atomically  # noqa: E402
@@ -56,6 +57,8 @@ flags.DEFINE_bool("sentences", False, "Keep only pool rows that end as a sentenc
                   "SST-2's training file is mostly phrases, its dev and test sets sentences.")
 flags.DEFINE_integer("min_tokens", None, "Keep only pool rows of at least this many tokens ([CLS], [SEP] "
                      "included): a sentence-like slice of a file of phrases.")
+flags.DEFINE_list("final_exits", ["1"], "The final predictions calibrate tries (the mean of the last k exits), "
+                  "as `python -m msbert_tf.calibrate --final_exits`; 1: the last exit alone.")
 FLAGS = flags.FLAGS
 
 
@@ -90,8 +93,9 @@ class Rows:
 def read(rows, rule, spec):
     """(disagreement, accuracy drop in points, FLOPs speed-up) of `rule` on `rows`."""
     result = simulate(rows.probs, rule)
-    disagreement = float(np.mean(row_losses(rows.probs, result.probs, "disagreement")))
-    full = predictions_of(rows.probs[:, -1])
+    final = with_final(rows.probs, rule.final_exits)
+    disagreement = float(np.mean(row_losses(final, result.probs, "disagreement")))
+    full = predictions_of(final[:, -1])
     drop = 100 * (np.mean(full == rows.labels) - np.mean(result.labels == rows.labels))
     return disagreement, float(drop), flops_speedup(result.exit_layers, rows.lengths, spec)
 
@@ -117,10 +121,15 @@ def random_halves(pool, rng):
         yield pool.take(order[: len(pool) // 2]), pool.take(order[len(pool) // 2:])
 
 
-def certified_rule(rows, rule, spec):
+def certified_rule(rows, rule, spec, weights=None):
+    """The rule `calibrate` certifies on `rows`, trying `--final_exits`;
+    `weights`: the learned rule's coefficients for each final."""
+    finals = tuple(int(k) for k in FLAGS.final_exits)
     record = calibrate(rows.probs, rows.lengths, spec, max_risk=FLAGS.max_risk, confidence=FLAGS.confidence,
-                       uncertainty=rule.kind, weights=rule.weights)
-    return dataclasses.replace(rule, threshold=record["threshold"])
+                       uncertainty=rule.kind, weights=weights, final_exits=finals)
+    k = record["final_exits"]
+    return dataclasses.replace(rule, threshold=record["threshold"], final_exits=k,
+                               weights=weights[k] if weights else None)
 
 
 def summary(values):
@@ -129,13 +138,13 @@ def summary(values):
             "min": round(float(values.min()), 4), "max": round(float(values.max()), 4)}
 
 
-def study(rule, pool, dev, spec, rng):
+def study(rule, pool, dev, spec, rng, weights=None):
     out = {}
     halves = {"certified": [], "dev_pick": []}
     for cal, test in random_halves(pool, rng):
-        for name, chosen in (("certified", certified_rule(cal, rule, spec)),
+        for name, chosen in (("certified", certified_rule(cal, rule, spec, weights)),
                              ("dev_pick", dev_pick(cal, rule, 100 * FLAGS.max_risk))):
-            halves[name].append((chosen.threshold, *read(test, chosen, spec)))
+            halves[name].append((chosen.threshold, *read(test, chosen, spec), chosen.final_exits))
     out["halves"] = {
         name: {
             "calibration_rows": len(pool) // 2,
@@ -143,6 +152,7 @@ def study(rule, pool, dev, spec, rng):
             "test_disagreement": summary([r[1] for r in rows]),
             "test_accuracy_drop_points": summary([r[2] for r in rows]),
             "flops_speedup": summary([r[3] for r in rows]),
+            "final_exits_chosen": {str(k): int(np.sum([r[4] == k for r in rows])) for k in sorted({r[4] for r in rows})},
             # Certified: disagreement above max_risk; dev pick: its own promise, accuracy.
             "violation_frequency": float(np.mean(
                 [(r[1] if name == "certified" else r[2] / 100) > FLAGS.max_risk for r in rows])),
@@ -156,7 +166,7 @@ def study(rule, pool, dev, spec, rng):
         rows = []
         for _ in range(FLAGS.splits):
             order = rng.permutation(len(pool))
-            chosen = certified_rule(pool.take(order[:size]), rule, spec)
+            chosen = certified_rule(pool.take(order[:size]), rule, spec, weights)
             test = read(pool.take(order[size:]), chosen, spec)
             on_dev = read(dev, chosen, spec) if dev is not None else (np.nan,) * 3
             rows.append((chosen.threshold, *test, *on_dev))
@@ -202,15 +212,19 @@ def main(argv):
     if dev is not None:
         out["oracle_dev"] = round(flops_speedup(oracle_exit_layers(dev.probs), dev.lengths, spec), 3)
 
+    out["final_exits_tried"] = [int(k) for k in FLAGS.final_exits]
     for kind in FLAGS.uncertainties:
         weights = None
         if kind == "learned":
-            model = trained.run.load_exit_model() or fit_exit_model(trained)
-            weights = tuple(tuple(row) for row in model["weights"])
+            model = trained.run.load_exit_model()
+            if model is None or not set(FLAGS.final_exits) <= set(model["weights_by_final_exits"]):
+                model = fit_exit_model(trained)
+            weights = {k: learned_weights(trained, k) for k in (1, *map(int, FLAGS.final_exits))}
             out["exit_model_rows"] = model["rows"]
-        out[kind] = study(ExitRule(kind, weights=weights), pool, dev, spec, np.random.default_rng(0))
+        rule = ExitRule(kind, weights=weights and weights[1])
+        out[kind] = study(rule, pool, dev, spec, np.random.default_rng(0), weights)
         if dev is not None and FLAGS.pool == "held_out":
-            out[kind]["risk_curve_pool_and_dev"] = risk_curve(pool.concat(dev), ExitRule(kind, weights=weights), spec)
+            out[kind]["risk_curve_pool_and_dev"] = risk_curve(pool.concat(dev), rule, spec)
     record(out)
     print(json.dumps(out, indent=2))
 

@@ -67,7 +67,7 @@ def decision_us(trained, rule, probs):
     rules = {rule.kind: rule}
     model = trained.run.load_exit_model()
     if model is not None:
-        rules["learned"] = ExitRule("learned", rule.threshold, weights=tuple(map(tuple, model["weights"])))
+        rules["learned"] = ExitRule("learned", rule.threshold, weights=tuple(map(tuple, model["weights_by_final_exits"]["1"])))
     out = {}
     for kind, each in rules.items():
         seen = [probs[i, : layer + 1] for i in range(len(probs)) for layer in range(probs.shape[1] - 1)]

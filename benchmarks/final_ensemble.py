@@ -30,19 +30,18 @@ from exit_rule_sources import ceiling, learned  # noqa: E402
 from msbert_tf.data import readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
 from msbert_tf.inference.calibration import exit_model_rows  # noqa: E402
-from msbert_tf.inference.early_exit import predictions_of  # noqa: E402
+from msbert_tf.inference.early_exit import predictions_of, with_final  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
 from msbert_tf.inference.uncertainty import ExitRule  # noqa: E402
 
 flags.DEFINE_list("starts", ["3", "4", "5"], "First exit (1-based) of the mean that replaces the final prediction.")
 
 
-def with_final(rows, start):
+def final_rows(rows, start):
     """`rows` whose last exit is the mean of exits `start`..L (the teacher's own output for None)."""
     if start is None:
         return rows
-    probs = rows.probs.copy()
-    probs[:, -1] = rows.probs[:, start - 1:].mean(axis=1)
+    probs = with_final(rows.probs, rows.probs.shape[1] - start + 1)
     return rows._with(lambda name: probs if name == "probs" else getattr(rows, name))
 
 
@@ -60,10 +59,10 @@ def main(argv):
     out = {"run_dir": FLAGS.run_dir, "held_out_rows": len(held), "dev_rows": len(dev), "max_risk": FLAGS.max_risk,
            "confidence": FLAGS.confidence, "finals": {}}
     for start in [None] + [int(s) for s in FLAGS.starts]:
-        final_held, final_dev = with_final(held, start), with_final(dev, start)
+        final_held, final_dev = final_rows(held, start), final_rows(dev, start)
         name = "teacher" if start is None else f"mean of exits {start}-{held.probs.shape[1]}"
         result = {"held_out_accuracy": accuracy(final_held), "dev_accuracy": accuracy(final_dev)}
-        for kind, rule in (("entropy", ExitRule("entropy")), ("learned", learned(with_final(train, start).probs))):
+        for kind, rule in (("entropy", ExitRule("entropy")), ("learned", learned(final_rows(train, start).probs))):
             certified = [splits.read(test, splits.certified_rule(cal, rule, spec), spec)[2]
                          for cal, test in splits.random_halves(final_held, np.random.default_rng(0))]
             result[kind] = {

@@ -73,7 +73,7 @@ def measure(folder, dev_file):
     for kind in FLAGS.rules:
         weights = None
         if kind == "learned":
-            weights = tuple(tuple(row) for row in fit_exit_model(trained)["weights"])
+            weights = tuple(tuple(row) for row in fit_exit_model(trained)["weights_by_final_exits"]["1"])
         rule = ExitRule(kind, weights=weights)
         rng = np.random.default_rng(0)
         certified = []

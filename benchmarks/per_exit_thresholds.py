@@ -117,7 +117,7 @@ def main(argv):
     orders = [rng.permutation(len(pool)) for _ in range(FLAGS.splits)]
     out = {"run_dir": FLAGS.run_dir, "pool_rows": len(pool), "unseen_rows": len(unseen), "gammas": FLAGS.gammas,
            "max_risk": FLAGS.max_risk, "confidence": FLAGS.confidence}
-    learned = tuple(tuple(row) for row in (trained.run.load_exit_model() or fit_exit_model(trained))["weights"])
+    learned = tuple(tuple(row) for row in (trained.run.load_exit_model() or fit_exit_model(trained))["weights_by_final_exits"]["1"])
     for rule in (ExitRule("entropy"), ExitRule("learned", weights=learned)):
         exits, every = Exits(pool, *pool_facts, rule), Exits(unseen, *unseen_facts, rule)
         result = {"ceiling_unseen": {gamma: round(ceiling(every, teacher_of(unseen, spec), shape), 3)

@@ -112,9 +112,13 @@ class RunDir:
         write_atomically(self.exit_model, json.dumps(record, indent=2))
 
     def load_exit_model(self):
-        """The learned rule's record ({"features", "weights", "rows"}), or None."""
-        return self._read_json(self.exit_model, f"refit it: `python -m msbert_tf.calibrate --run_dir={self.path} "
-                                                "--uncertainty=learned`")
+        """The learned rule's record ({"features", "weights_by_final_exits",
+        "rows"}), or None."""
+        record = self._read_json(self.exit_model, f"refit it: `python -m msbert_tf.calibrate --run_dir={self.path} "
+                                                  "--uncertainty=learned`")
+        if record is not None and "weights" in record:  # earlier versions fitted the last exit alone
+            record["weights_by_final_exits"] = {"1": record.pop("weights")}
+        return record
 
     def save_threshold(self, record):
         write_atomically(self.threshold, json.dumps(record, indent=2))

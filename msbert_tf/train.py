@@ -9,6 +9,7 @@ Flags override the preset given by --config (a JSON file from configs/);
 re-running with the same --output_dir resumes where the run stopped.
 """
 
+import dataclasses
 import time
 
 from absl import flags, logging
@@ -184,16 +185,20 @@ def main(argv):
     if not result.chief:
         logging.info("training done; the chief worker evaluates and writes the report.")
         return
-    rules = sweep_rules(task, result.classifier.num_layers, **eval_flags.sweep_settings())
+    # The default threshold of predict and export: certified on held-out
+    # rows; the dev pick below stays in the report, uncertified.
+    calibration = calibrate_after_training(
+        TrainedRun(config, result.task, result.classifier, result.preprocessor, RunDir(FLAGS.output_dir))
+    )
+    # The sweep reads the final prediction calibration chose, as `evaluate` does.
+    rules = [
+        dataclasses.replace(rule, final_exits=calibration["final_exits"])
+        for rule in sweep_rules(task, result.classifier.num_layers, **eval_flags.sweep_settings())
+    ]
     evaluation = evaluate(
         result.classifier, result.dev_split, rules, FLAGS.max_drop,
         batch_size=config.data.eval_batch_size, timing_examples=FLAGS.timing_examples,
         metrics=task.metrics,
-    )
-    # The default threshold of predict and export: certified on held-out
-    # rows; the dev pick above stays in the report, uncertified.
-    calibration = calibrate_after_training(
-        TrainedRun(config, result.task, result.classifier, result.preprocessor, RunDir(FLAGS.output_dir))
     )
     run_report = {
         "task": result.task.name,

@@ -30,7 +30,8 @@ def test_five_line_api_predicts_like_the_simulator(trained):
     from msbert_tf.data import pipeline
 
     model, dev = trained
-    rule = ExitRule("entropy", threshold=0.9)
+    # Predict's final prediction is the one calibration chose (the mean of the last `final_exits` exits).
+    rule = ExitRule("entropy", threshold=0.9, final_exits=model.calibration["final_exits"])
     got = model.predict(dev.text_a, threshold=0.9)
     split = pipeline.encode(dev, model._trained.preprocessor)
     logits = np.concatenate(

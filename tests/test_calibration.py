@@ -176,11 +176,14 @@ def test_learned_rule_is_fitted_calibrated_and_predicted_with(tiny_run):
     model = MSBert.load(tiny_run)
     record = model.calibrate(uncertainty="learned")
     exit_model = json.loads(open(f"{tiny_run}/exit_model.json").read())
-    assert exit_model["rows"] == 96 and len(exit_model["weights"]) == 1  # 2 layers: one exit decides
+    # 2 layers: one exit decides, fitted against each final (the last exit, the mean of both).
+    assert exit_model["rows"] == 96 and sorted(exit_model["weights_by_final_exits"]) == ["1", "2"]
+    assert all(len(w) == 1 for w in exit_model["weights_by_final_exits"].values())
     assert record["uncertainty"] == "learned" and record["calibration_rows"] == 240
     rule = default_rule(MSBert.load(tiny_run)._trained)
     assert rule.kind == "learned" and rule.threshold == record["threshold"]
-    assert rule.weights == tuple(tuple(row) for row in exit_model["weights"])
+    assert rule.final_exits == record["final_exits"]
+    assert rule.weights == tuple(tuple(row) for row in exit_model["weights_by_final_exits"][str(rule.final_exits)])
 
 
 def test_dev_as_calibration_source_holds_nothing_out(tiny_run):
@@ -215,3 +218,38 @@ def test_evaluate_sweeps_the_learned_rule(tiny_run, tmp_path):
     sweep = json.loads((tmp_path / "eval.json").read_text())["sweep"]
     assert [p["uncertainty"] for p in sweep] == ["learned"] * 3
     assert sweep[0]["mean_exit_layer"] == 2 and sweep[-1]["mean_exit_layer"] == 1
+
+
+def _three_exits(n=1000):
+    """Exits 1 and 2 sure of class 0; the last says class 1 on 30% of rows,
+    where the mean of the last two still says class 0."""
+    probs = np.zeros((n, 3, 2))
+    probs[:, 0] = [0.99, 0.01]
+    probs[:, 1] = [0.9, 0.1]
+    probs[:, 2] = [0.8, 0.2]
+    probs[: int(0.3 * n), 2] = [0.4, 0.6]
+    return probs
+
+
+def test_the_fastest_final_prediction_is_chosen_at_a_bonferroni_level():
+    spec = dict(SPEC, num_layers=3)
+    probs = _three_exits()
+    alone = calibrate(probs, np.full(1000, 8), spec, max_risk=MAX_RISK, confidence=CONFIDENCE)
+    both = calibrate(probs, np.full(1000, 8), spec, max_risk=MAX_RISK, confidence=CONFIDENCE, final_exits=(1, 2))
+    # Against the last exit alone every early exit disagrees on 30% of rows.
+    assert alone["final_exits"] == 1 and alone["flops_speedup"] < 1.01
+    assert both["final_exits"] == 2 and both["exits_before_last"] == 1.0 and both["confidence"] == CONFIDENCE
+    assert set(both["final_exits_tried"]) == {"1", "2"}
+    # Each final's family is tested at 1 - 0.1 / 2: its bound is the stricter one's.
+    strict = risk_control.upper_bound(0, 1000, 1 - (1 - CONFIDENCE) / 2)
+    assert both["risk_upper_bound"] == round(strict, 5) > round(risk_control.upper_bound(0, 1000, CONFIDENCE), 5)
+
+
+def test_a_final_prediction_less_accurate_on_labelled_rows_is_not_chosen():
+    spec = dict(SPEC, num_layers=3)
+    probs = _three_exits()
+    labels = probs[:, 2].argmax(axis=-1)  # the last exit alone is always right
+    record = calibrate(probs, np.full(1000, 8), spec, max_risk=MAX_RISK, confidence=CONFIDENCE,
+                       labels=labels, final_exits=(1, 2))
+    assert record["final_exits"] == 1
+    assert record["final_exits_tried"]["2"]["final_accuracy"] == 0.7 < record["final_accuracy"] == 1.0

@@ -82,7 +82,7 @@ def test_manifest_describes_the_chain(exported):
     assert set(manifest["stages"][1]["inputs"]) == {"hidden_in", "padding_mask"}
     assert set(manifest["stages"][2]["outputs"]) == {"probabilities"}
     assert manifest["stages"][1]["inputs"]["hidden_in"]["shape"] == [-1, -1, trained.classifier.backbone.hidden_dim]
-    assert manifest["exit_rule"] == {"uncertainty": "entropy", "top_k": 2, "threshold": 0.5}
+    assert manifest["exit_rule"] == {"uncertainty": "entropy", "top_k": 2, "threshold": 0.5, "final_exits": 1}
     assert manifest["tokenizer"]["strip_accents"] is True
 
 
@@ -349,3 +349,28 @@ def test_a_stage_gives_a_signature_runners_numbers_at_every_length(exported):
             np.testing.assert_allclose(got[name], want[name], atol=1e-6)
     with pytest.raises(UserInputError, match="hidden_in"):
         stage(token_ids=np.ones((1, 3), np.int32), padding_mask=np.ones((1, 3), np.int32))
+
+
+def test_a_final_mean_of_the_last_exits_is_the_same_in_keras_litert_and_the_saved_model(exported, tmp_path):
+    """`final_exits` travels in the manifest and the SavedModel: inputs that
+    run every stage are labelled by the mean of the last exits alike."""
+    import tensorflow as tf
+
+    from msbert_tf.data import pipeline
+
+    trained, _, dev = exported
+    rule = ExitRule("entropy", 0.0, final_exits=2)
+    lite, served = export_run(trained, str(tmp_path / "out"), formats=("tflite", "saved_model"), rule=rule)
+    runner = LiteRTRunner(lite)
+    assert runner.rule.final_exits == 2
+    split = pipeline.encode(dev, trained.preprocessor)
+    alone = EarlyExitPredictor(trained.classifier).predict(split.features, ExitRule("entropy", 0.0))
+    want = EarlyExitPredictor(trained.classifier).predict(split.features, rule)
+    assert not np.allclose(want.probs, alone.probs, atol=1e-3)  # the mean really differs from the last exit
+    for i in range(len(dev)):
+        got = runner.classify_ids({k: v[i:i + 1][:, : int(split.lengths[i])] for k, v in split.features.items()})
+        np.testing.assert_allclose(got["probabilities"], want.probs[i], atol=1e-4)
+    texts = list(dev.text_a)
+    model = tf.saved_model.load(served)
+    np.testing.assert_allclose(model.signatures["serving_default"](text=tf.constant(texts))["probabilities"].numpy(),
+                               want.probs, atol=1e-5)

@@ -56,6 +56,8 @@ def test_graph_uncertainty_equals_numpy_and_a_uniform_row_is_exactly_1():
         (ExitRule("topk", threshold=0.2, top_k=7), "top_k must be between 2"),
         (ExitRule("margin"), "not one of"),
         (ExitRule("patience", patience=0), "at least 1"),
+        (ExitRule("entropy", final_exits=0), "final_exits must be a whole number"),
+        (ExitRule("entropy", final_exits=1.5), "final_exits must be a whole number"),
     ],
 )
 def test_bad_rules_are_rejected(rule, message):
@@ -77,6 +79,12 @@ def test_simulator_by_hand():
     assert simulate(probs, ExitRule("entropy", threshold=0.0)).exit_layers.tolist() == [3, 3, 3]
     assert simulate(probs, ExitRule("entropy", threshold=1.0)).exit_layers.tolist() == [1, 1, 1]
     assert simulate(probs, ExitRule("patience", patience=1)).exit_layers.tolist() == [2, 2, 3]
+    # The final prediction as the mean of the last two exits: the third row
+    # now ends on [0.3, 0.7]; rows that left early keep their own exit's.
+    final = simulate(probs, ExitRule("entropy", threshold=0.3, final_exits=2))
+    np.testing.assert_allclose(final.probs, [[0.95, 0.05], [0.99, 0.01], [0.3, 0.7]])
+    with pytest.raises(UserInputError, match="more exits than the model has"):
+        simulate(probs, ExitRule("entropy", final_exits=4))
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +116,10 @@ def tiny_classifier():
     + [ExitRule("topk", 0.5, top_k=2), ExitRule("patience", patience=1), ExitRule("patience", patience=2)]
     # The learned rule with arbitrary coefficients (3 exits x 7 features + bias).
     + [ExitRule("learned", s, weights=tuple(map(tuple, np.random.default_rng(2).normal(size=(3, 8)).tolist())))
-       for s in (0.3, 0.7)],
+       for s in (0.3, 0.7)]
+    # The final prediction as a mean of the last exits, carried by the rows that stay.
+    + [ExitRule("entropy", 0.5, final_exits=3), ExitRule("entropy", 0.0, final_exits=4),
+       ExitRule("patience", patience=2, final_exits=2)],
 )
 def test_real_path_agrees_with_simulator(tiny_classifier, rule):
     import dataclasses

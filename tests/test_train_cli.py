@@ -50,11 +50,20 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     assert os.listdir(out / "logs" / "teacher")
     # The sweep: threshold 0 is the teacher, threshold 1 exits everything at layer 1.
     sweep = {p["threshold"]: p for p in report["sweep"]}
-    assert sweep[0.0]["metric"] == report["dev"]["teacher"] and sweep[0.0]["mean_exit_layer"] == 6
+    # Threshold 0 is the full model: the final prediction calibration chose (checked against predict below).
+    assert sweep[0.0]["mean_exit_layer"] == 6
+    if report["calibration"]["final_exits"] == 1:
+        assert sweep[0.0]["metric"] == report["dev"]["teacher"]
     assert sweep[1.0]["metric"] == report["dev"]["exits"][0] and sweep[1.0]["mean_exit_layer"] == 1
     assert sweep[1.0]["flops_speedup"] > 4
     assert (out / "report_tradeoff.png").stat().st_size > 10_000
-    assert report["chosen"]["metric"] >= report["dev"]["teacher"] - 0.5
+    # The dev pick: the fastest point within 0.5 of the teacher, none where none is (the final
+    # prediction calibration chose may be less accurate on these 200 rows than the teacher).
+    allowed = [p for p in report["sweep"] if p["metric"] >= report["dev"]["teacher"] - 0.5]
+    if allowed:
+        assert report["chosen"]["flops_speedup"] == max(p["flops_speedup"] for p in allowed)
+    else:
+        assert report["chosen"] is None
     # The default threshold is certified on the 600 training rows held out,
     # none of which were trained on; predict uses it.
     certified = json.loads((out / "exit_threshold.json").read_text())
@@ -70,6 +79,8 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     model = MSBert.load(str(out))
     dev200 = readers.read_split(tasks.get_task("sst2"), "dev", glue_dir).take(200)
     assert model.predict(dev200.text_a[:20]) == model.predict(dev200.text_a[:20], threshold=certified["threshold"])
+    full = [int(p["label"]) for p in model.predict(dev200.text_a, threshold=0.0)]
+    assert 100 * np.mean(np.array(full) == dev200.labels) == pytest.approx(sweep[0.0]["metric"])
     assert "Certified threshold" in (out / "report.md").read_text()
     # A second run with the same command finds both stages done.
     again = _train(*args)

@@ -25,7 +25,7 @@ from msbert_tf.errors import UserInputError, as_os_error
 from msbert_tf.export import litert, serving, stages
 from msbert_tf.export.manifest import BUNDLE_VERSION, MANIFEST, VOCABULARY, sha256
 from msbert_tf.export.runner import LiteRTRunner, Stage
-from msbert_tf.inference.early_exit import EarlyExitPredictor
+from msbert_tf.inference.early_exit import EarlyExitPredictor, check_final_exits
 from msbert_tf.inference.predict import default_rule
 from msbert_tf.run_dir import writable_folder, write_atomically
 
@@ -44,6 +44,7 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
     for mode in quantize:
         litert.check_quantize(mode)
     rule.validate(trained.classifier.num_labels)
+    check_final_exits(rule.final_exits, trained.classifier.num_layers)
     limit = trained.classifier.backbone.max_sequence_length
     if not 2 < max_seq_length <= limit:
         raise UserInputError(
@@ -53,7 +54,9 @@ def _check_request(trained, formats, quantize, max_seq_length, rule):
 
 
 def _exit_rule(rule):
-    entry = {"uncertainty": rule.kind, "top_k": rule.top_k, "threshold": rule.threshold}
+    # The final prediction: the mean of the outputs of the last `final_exits` stages.
+    entry = {"uncertainty": rule.kind, "top_k": rule.top_k, "threshold": rule.threshold,
+             "final_exits": rule.final_exits}
     if rule.kind == "patience":
         entry.update(patience=rule.patience, tolerance=rule.tolerance)
     if rule.kind == "learned":

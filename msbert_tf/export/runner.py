@@ -133,6 +133,7 @@ class LiteRTRunner:
         self.rule = ExitRule(
             rule["uncertainty"], rule["threshold"], rule["top_k"],
             patience=rule.get("patience", 2), tolerance=rule.get("tolerance", 0.0), weights=weights,
+            final_exits=rule.get("final_exits", 1),
         )
 
     @property
@@ -195,7 +196,10 @@ class LiteRTRunner:
         for layer, output in enumerate(self.stage_outputs(inputs)):
             seen.append(output)
             # The learned and patience rules read every exit so far; the others only the last.
-            if layer == len(self.stages) - 1 or rule.exits_after(np.stack(seen)):
+            if layer == len(self.stages) - 1:
+                output = np.mean(seen[-rule.final_exits:], axis=0)
+                break
+            if rule.exits_after(np.stack(seen)):
                 break
         if self.manifest["output"] == "value":
             return {"value": float(output[0]), "exit_layer": layer + 1}

@@ -54,7 +54,8 @@ def write_saved_model(classifier, preprocessor, label_names, rule, path, text_in
             )
             threshold, patience = setting, tf.constant(rule.patience, tf.int32)
         probs, exits = early_exit(
-            classifier, features, rule.kind, threshold, rule.top_k, patience, rule.tolerance, weights=weights
+            classifier, features, rule.kind, threshold, rule.top_k, patience, rule.tolerance, weights=weights,
+            final_exits=rule.final_exits,
         )
         if regression:
             return {"value": probs[:, 0], "exit_layer": exits}

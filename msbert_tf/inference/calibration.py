@@ -17,6 +17,7 @@ calibrate_run("runs/sst2", data_file="more_rows.txt", max_risk=0.02)
 ```
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -26,11 +27,11 @@ from absl import logging
 from msbert_tf.data import pipeline, readers
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference import flops, risk_control
-from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate
+from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulate, with_final
 from msbert_tf.inference.exit_metrics import exit_logits
 from msbert_tf.inference.sweep import flops_speedup
 from msbert_tf.inference.risk_control import (  # the defaults live there, TensorFlow-free, for the CLI and API
-    DEFAULT_CONFIDENCE, DEFAULT_DISAGREEMENT_TOLERANCE, DEFAULT_MAX_RISK, DEFAULT_RISK, RISKS,
+    DEFAULT_CONFIDENCE, DEFAULT_DISAGREEMENT_TOLERANCE, DEFAULT_FINAL_EXITS, DEFAULT_MAX_RISK, DEFAULT_RISK, RISKS,
 )
 from msbert_tf.inference.uncertainty import ExitRule, default_uncertainty
 
@@ -95,15 +96,51 @@ def _check(risk, labelled, regression):
 
 def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
               confidence=DEFAULT_CONFIDENCE, uncertainty="entropy", top_k=2, labels=None,
-              disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE, weights=None):
+              disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE, weights=None, final_exits=(1,)):
     """The certified threshold for every exit's outputs `probs` (B x L x N) on
-    the calibration rows, as the record `exit_threshold.json` holds."""
+    the calibration rows, as the record `exit_threshold.json` holds.
+
+    `final_exits`: the final predictions tried (`ExitRule.final_exits`),
+    each with its own family of thresholds certified at `1 - (1 -
+    confidence) / len(final_exits)` (Bonferroni), so the bound holds for
+    whichever is chosen: the fastest, among those (on labelled rows) at
+    least as accurate as the last exit alone. Rows too few to certify
+    anything at that level try the first final alone. `weights`: the learned rule's
+    coefficients for each final tried, `{final_exits: coefficients}`.
+    """
     probs = np.asarray(probs)
     regression = probs.shape[-1] == 1
     _check(risk, labels is not None, regression)
     risk_control.check_levels(max_risk, confidence)
-    rules = [r.validate(probs.shape[-1]) for r in candidates(uncertainty, probs.shape[1], top_k, regression, weights)]
-    results = [simulate(probs, rule) for rule in rules]
+    level = 1 - (1 - confidence) / len(final_exits)
+    if len(final_exits) > 1 and len(lengths) < risk_control.min_calibration_rows(max_risk, level):
+        # Too few rows to pay for the choice: the first final alone, at the full level.
+        final_exits, level = final_exits[:1], confidence
+    tried = [
+        _certify(probs, lengths, spec, risk, max_risk, level, uncertainty, top_k, labels, disagreement_tolerance,
+                 (weights or {}).get(k), k)
+        for k in final_exits
+    ]
+    accurate = [t for t in tried if t.get("final_accuracy", 0) >= tried[0].get("final_accuracy", 0)]
+    best = max(accurate or tried[:1], key=lambda t: (t["flops_speedup"], -t["final_exits"]))
+    record = dict(best, confidence=confidence)
+    if len(final_exits) > 1:
+        record["final_exits_tried"] = {  # string keys: the record is JSON
+            str(t["final_exits"]): {key: t[key] for key in ("flops_speedup", "final_accuracy") if key in t} for t in tried
+        }
+    return record
+
+
+def _certify(probs, lengths, spec, risk, max_risk, confidence, uncertainty, top_k, labels, disagreement_tolerance,
+             weights, final_exits):
+    """`calibrate` for one final prediction."""
+    regression = probs.shape[-1] == 1
+    rules = [
+        dataclasses.replace(r, final_exits=final_exits).validate(probs.shape[-1])
+        for r in candidates(uncertainty, probs.shape[1], top_k, regression, weights)
+    ]
+    probs = with_final(probs, final_exits)
+    results = [simulate(probs, dataclasses.replace(rule, final_exits=1)) for rule in rules]
     losses = np.stack([row_losses(probs, r.probs, risk, labels, disagreement_tolerance) for r in results])
     certified = risk_control.fixed_sequence(losses, max_risk, confidence)
     # Nothing certified, not even the safest: run the whole model.
@@ -118,6 +155,7 @@ def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK
         "top_k": rule.top_k if rule.kind == "topk" else None,
         "patience": rule.patience if rule.kind == "patience" else None,
         "tolerance": rule.tolerance if rule.kind == "patience" and regression else None,
+        "final_exits": final_exits,
         "certified": certified.chosen >= 0,
         "risk": risk,
         "max_risk": max_risk,
@@ -132,6 +170,8 @@ def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK
         "oracle_flops_speedup": round(oracle, 3),
         "fraction_of_oracle": round(speedup / oracle, 3),
     }
+    if labels is not None and not regression:
+        record["final_accuracy"] = round(float(np.mean(predictions_of(probs[:, -1]) == labels)), 5)
     if regression:
         record["disagreement_tolerance"] = disagreement_tolerance
     return record
@@ -153,11 +193,19 @@ def summary(record, rows="the calibration set"):
         f" The limit, an oracle that lets each input leave at the first exit agreeing with the full "
         f"model, is {record['oracle_flops_speedup']:.2f}x: this threshold reaches {record['fraction_of_oracle']:.0%} of it."
     )
+    final = ""
+    if record.get("final_exits", 1) > 1:
+        final = f" The full model's prediction is the mean of its last {record['final_exits']} exits"
+        tried = record.get("final_exits_tried", {})
+        if "final_accuracy" in tried.get("1", {}):
+            final += (f" ({tried[str(record['final_exits'])]['final_accuracy']:.1%} accurate on these rows, the last "
+                      f"exit alone {tried['1']['final_accuracy']:.1%})")
+        final += "."
     return (
         f"exits before the last layer on {record['exits_before_last']:.0%} of inputs "
         f"({record['flops_speedup']:.2f}x fewer FLOPs); with {record['confidence']:.0%} confidence "
         f"{what} on at most {record['max_risk']:.1%} of inputs like {rows} "
-        f"({record['empirical_risk']:.1%} measured on {record['calibration_rows']:,} held-out rows)." + oracle
+        f"({record['empirical_risk']:.1%} measured on {record['calibration_rows']:,} held-out rows)." + final + oracle
     )
 
 
@@ -205,44 +253,72 @@ def exit_model_rows(trained, max_rows=EXIT_MODEL_ROWS):
     return rows
 
 
-def fit_exit_model(trained, max_rows=EXIT_MODEL_ROWS):
+def final_exits_tried(trained, final_exits=DEFAULT_FINAL_EXITS):
+    """The final predictions a run tries: regression keeps its last exit."""
+    if trained.task.regression:
+        return (1,)
+    return tuple(k for k in final_exits if k <= trained.classifier.num_layers)
+
+
+def fit_exit_model(trained, max_rows=EXIT_MODEL_ROWS, final_exits=DEFAULT_FINAL_EXITS):
     """Fits the learned rule on up to `max_rows` of the run's training rows
-    (never its calibration rows) and saves it to RUN/exit_model.json."""
+    (never its calibration rows), once against each final prediction of
+    `final_exits` (whether an exit agrees with it is what the rule learns),
+    and saves it to RUN/exit_model.json."""
     from msbert_tf.inference import learned_exit
 
     if trained.task.regression:
         raise UserInputError("the learned rule needs class probabilities; a regression task exits by patience.")
     rows = exit_model_rows(trained, max_rows)
     _, probs = exit_probabilities(trained, rows, "exit-model rows")
-    model = {"features": list(learned_exit.FEATURES), "weights": learned_exit.fit(probs).tolist(), "rows": len(rows)}
+    model = {
+        "features": list(learned_exit.FEATURES),
+        "weights_by_final_exits": {
+            str(k): learned_exit.fit(with_final(probs, k)).tolist() for k in final_exits_tried(trained, final_exits)
+        },
+        "rows": len(rows),
+    }
     trained.run.save_exit_model(model)
     return model
 
 
 def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
                   confidence=DEFAULT_CONFIDENCE, uncertainty=None, top_k=2,
-                  disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE, trained=None, save=True):
+                  disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE, trained=None, save=True,
+                  final_exits=DEFAULT_FINAL_EXITS):
     """Certifies a threshold for a run folder (or an already loaded
     `trained` run) and writes it to `RUN/exit_threshold.json`, the default of
-    predict, export and the SavedModel. Returns the record."""
+    predict, export and the SavedModel. Returns the record. `final_exits`:
+    the final predictions tried (the mean of the last k exits; see
+    `calibrate`); `(1,)` keeps the last exit alone."""
     from msbert_tf.inference.loading import load_run
+    from msbert_tf.inference.predict import learned_weights
 
     # Levels and rule first: a bad one is refused before any model runs.
     risk_control.check_levels(max_risk, confidence)
     trained = trained or load_run(run_dir)
     uncertainty = uncertainty or default_uncertainty(trained.task)
+    for k in final_exits:
+        ExitRule("patience", final_exits=k).validate(trained.classifier.num_labels)
+    final_exits = final_exits_tried(trained, final_exits)
+    if not final_exits:
+        raise UserInputError(f"every final_exits asked averages more exits than the model has "
+                             f"({trained.classifier.num_layers}).")
     weights = None
     if uncertainty == "learned":
-        model = trained.run.load_exit_model() or fit_exit_model(trained)
-        weights = tuple(tuple(row) for row in model["weights"])
-    ExitRule(uncertainty, top_k=top_k, weights=weights).validate(trained.classifier.num_labels)
+        model = trained.run.load_exit_model()
+        if model is None or not set(map(str, final_exits)) <= set(model["weights_by_final_exits"]):
+            fit_exit_model(trained, final_exits=final_exits)
+        weights = {k: learned_weights(trained, k) for k in final_exits}
+    ExitRule(uncertainty, top_k=top_k, weights=weights and weights[final_exits[0]]).validate(
+        trained.classifier.num_labels)
     examples, labelled, where = calibration_rows(trained, data_file)
     _check(risk, labelled, trained.task.regression)
     logging.info("certifying an exit threshold (%s rule) on %d rows: %s.", uncertainty, len(examples), where)
     split, probs = exit_probabilities(trained, examples, os.path.basename(where))
     record = calibrate(
         probs, split.lengths, flops.model_spec(trained.classifier), risk, max_risk, confidence,
-        uncertainty, top_k, split.labels if labelled else None, disagreement_tolerance, weights,
+        uncertainty, top_k, split.labels if labelled else None, disagreement_tolerance, weights, final_exits,
     )
     record["rows"] = where
     record["summary"] = summary(record, where)
@@ -260,7 +336,7 @@ def calibrate_after_training(trained):
     except risk_control.TooFewRows as e:
         record = {
             "uncertainty": default_uncertainty(trained.task), "threshold": 0.0, "top_k": None, "patience": None,
-            "tolerance": None, "certified": False, "risk": DEFAULT_RISK, "max_risk": DEFAULT_MAX_RISK,
+            "tolerance": None, "final_exits": 1, "certified": False, "risk": DEFAULT_RISK, "max_risk": DEFAULT_MAX_RISK,
             "confidence": DEFAULT_CONFIDENCE,
             "summary": f"no certified threshold: {e} Every input runs all layers until "
                        f"`python -m msbert_tf.calibrate --run_dir={trained.run.path} --data_file=...` finds one.",

@@ -20,6 +20,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from msbert_tf.errors import UserInputError
 from msbert_tf.inference.uncertainty import graph_sure
 
 
@@ -44,9 +45,30 @@ class ExitResult:
         return predictions_of(self.probs)
 
 
-def simulate(exit_probs, rule):
-    """Exit decisions from every exit's probabilities (B x L x N)."""
+def check_final_exits(final_exits, num_layers):
+    if final_exits > num_layers:
+        raise UserInputError(
+            f"final_exits={final_exits} averages more exits than the model has ({num_layers}): "
+            f"give at most {num_layers}."
+        )
+
+
+def with_final(exit_probs, final_exits):
+    """Every exit's outputs (B x L x N) with the last replaced by the final
+    prediction: the mean of the last `final_exits` exits."""
     exit_probs = np.asarray(exit_probs)
+    check_final_exits(final_exits, exit_probs.shape[1])
+    if final_exits == 1:
+        return exit_probs
+    final = exit_probs.copy()
+    final[:, -1] = exit_probs[:, -final_exits:].mean(axis=1)
+    return final
+
+
+def simulate(exit_probs, rule):
+    """Exit decisions from every exit's probabilities (B x L x N); the last
+    exit's outputs are the rule's final prediction (`with_final`)."""
+    exit_probs = with_final(exit_probs, rule.final_exits)
     batch, num_layers, _ = exit_probs.shape
     if num_layers == 1:
         exits = np.zeros(batch, int)
@@ -62,7 +84,8 @@ def _trim(tensors, mask):
     return [t[:, :width] for t in tensors]
 
 
-def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, tolerance=0.0, weights=None):
+def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, tolerance=0.0, weights=None,
+               final_exits=1):
     """Per-example early exit on a batch, in TF ops: `(outputs, exit_layer)`.
 
     After each layer the examples that are sure leave the batch and the rest
@@ -71,6 +94,9 @@ def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, toleran
     TensorFlow once, not once per layer. `outputs` are the probabilities (or
     a regression's value) of the exit taken; exit layers are 1-based.
     `weights`: the `learned` rule's (L - 1) x (F + 1) coefficients.
+    `final_exits` (a tensor may carry it): the final prediction is the mean
+    of the last `final_exits` exits, summed on the way by the rows that
+    have not left.
     """
     mask = tf.cast(inputs["padding_mask"], tf.int32)
     ids, segments, mask = _trim([inputs["token_ids"], inputs["segment_ids"], mask], mask)
@@ -78,10 +104,14 @@ def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, toleran
     hidden = classifier.embed({"token_ids": ids, "segment_ids": segments, "padding_mask": mask})
     last = classifier.num_layers - 1
 
-    def from_layer(layer, hidden, mask, active, state, outputs, exits):
+    final_exits = tf.cast(final_exits, tf.float32)
+
+    def from_layer(layer, hidden, mask, active, state, total, outputs, exits):
         hidden = classifier.transformer_layer(layer, hidden, mask)
         layer_outputs = exit_outputs(classifier.exit_outputs(layer, hidden, mask)[1])
+        total = total + tf.cast(layer >= last + 1 - final_exits, tf.float32) * layer_outputs
         if layer == last:
+            layer_outputs = total / final_exits
             done = tf.ones_like(active, tf.bool)
         else:
             done, state = graph_sure(kind, top_k, layer_outputs, state, threshold, patience, tolerance,
@@ -98,7 +128,7 @@ def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, toleran
             kept_hidden, kept_mask = _trim([tf.boolean_mask(hidden, keep), kept_mask], kept_mask)
             return from_layer(
                 layer + 1, kept_hidden, kept_mask, tf.boolean_mask(active, keep),
-                tuple(tf.boolean_mask(s, keep) for s in state), outputs, exits,
+                tuple(tf.boolean_mask(s, keep) for s in state), tf.boolean_mask(total, keep), outputs, exits,
             )
 
         return tf.cond(tf.reduce_any(keep), go_on, lambda: (outputs, exits))
@@ -106,10 +136,8 @@ def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, toleran
     # No previous prediction (NaN agrees with nothing), no run, no previous top probability.
     state = (tf.fill([batch], tf.constant(float("nan"), tf.float64)), tf.zeros([batch], tf.int32),
              tf.zeros([batch], tf.float64))
-    return from_layer(
-        0, hidden, mask, tf.range(batch), state,
-        tf.zeros([batch, classifier.num_labels], tf.float32), tf.zeros([batch], tf.int32),
-    )
+    outputs = tf.zeros([batch, classifier.num_labels], tf.float32)
+    return from_layer(0, hidden, mask, tf.range(batch), state, outputs, outputs, tf.zeros([batch], tf.int32))
 
 
 class EarlyExitPredictor:
@@ -127,8 +155,8 @@ class EarlyExitPredictor:
         top_k = top_k if kind == "topk" else None
         if (kind, top_k) not in self._compiled:
             self._compiled[kind, top_k] = tf.function(
-                lambda inputs, threshold, patience, tolerance, weights: early_exit(
-                    self.classifier, inputs, kind, threshold, top_k, patience, tolerance, weights
+                lambda inputs, threshold, patience, tolerance, weights, final_exits: early_exit(
+                    self.classifier, inputs, kind, threshold, top_k, patience, tolerance, weights, final_exits
                 ),
                 reduce_retracing=True,
             )
@@ -136,6 +164,7 @@ class EarlyExitPredictor:
 
     def predict(self, inputs, rule):
         rule.validate(self.classifier.num_labels)
+        check_final_exits(rule.final_exits, self.classifier.num_layers)
         outputs, exits = self._graph(rule.kind, rule.top_k)(
             {k: tf.convert_to_tensor(np.asarray(v).astype("int32")) for k, v in inputs.items()},
             tf.constant(rule.threshold, tf.float64),
@@ -143,5 +172,6 @@ class EarlyExitPredictor:
             tf.constant(rule.tolerance, tf.float64),
             # One signature for every rule: the weights are an input, not a constant.
             tf.constant(rule.weights if rule.weights is not None else np.zeros((1, 1)), tf.float64),
+            tf.constant(rule.final_exits, tf.int32),
         )
         return ExitResult(probs=outputs.numpy(), exit_layers=exits.numpy().astype(int))

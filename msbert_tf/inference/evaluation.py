@@ -19,7 +19,7 @@ from absl import logging
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference import flops
 from msbert_tf.inference.calibration import oracle_exit_layers
-from msbert_tf.inference.early_exit import exit_outputs
+from msbert_tf.inference.early_exit import exit_outputs, with_final
 from msbert_tf.inference.exit_metrics import exit_logits, exit_metrics
 from msbert_tf.inference.sweep import WallClock, choose_threshold, flops_speedup, sweep
 from msbert_tf.inference.uncertainty import DEFAULT_TOLERANCES, ExitRule, default_uncertainty  # noqa: F401 - re-exported
@@ -90,8 +90,14 @@ def evaluate_file(trained, data_file, uncertainty=None, thresholds=None, top_k=2
     check_max_drop(max_drop)
     if max_examples is not None and max_examples < 1:
         raise UserInputError(f"--max_examples must be at least 1, got {max_examples}.")
-    weights = learned_weights(trained) if uncertainty == "learned" else None
-    rules = sweep_rules(trained.task, trained.classifier.num_layers, uncertainty, thresholds, top_k, tolerances, weights)
+    # The run's final prediction (the mean of its last exits, as calibrated) is the sweep's too.
+    final_exits = trained.run.load_threshold().get("final_exits", 1)
+    weights = learned_weights(trained, final_exits) if uncertainty == "learned" else None
+    rules = [
+        dataclasses.replace(rule, final_exits=final_exits)
+        for rule in sweep_rules(trained.task, trained.classifier.num_layers, uncertainty, thresholds, top_k,
+                                tolerances, weights)
+    ]
     examples = readers.read_file(trained.task, data_file).take(max_examples)
     if len(examples) == 0:
         raise UserInputError(f"{data_file} has no rows to evaluate (only a header?).")
@@ -120,7 +126,8 @@ def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=
     points = sweep(classifier, split, rules, batch_size, metric=metrics[0], probs=probs)
     # The limit of any exit rule: each row leaves at the first exit that
     # agrees with the full model.
-    oracle = round(flops_speedup(oracle_exit_layers(probs), split.lengths, flops.model_spec(classifier)), 3)
+    final = with_final(probs, rules[0].final_exits) if rules else probs
+    oracle = round(flops_speedup(oracle_exit_layers(final), split.lengths, flops.model_spec(classifier)), 3)
     if timing_examples:
         for timing_batch, limit in ((1, timing_examples), (32, None)):
             clock = WallClock(classifier, split, timing_batch, max_examples=limit)
@@ -134,4 +141,4 @@ def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=
     if chosen:
         chosen = {**chosen, "fraction_of_oracle": round(chosen["flops_speedup"] / oracle, 3)}
     return {"dev": per_exit, "sweep": points, "max_drop": max_drop, "chosen": chosen,
-            "oracle_flops_speedup": oracle}
+            "oracle_flops_speedup": oracle, "final_exits": rules[0].final_exits if rules else 1}

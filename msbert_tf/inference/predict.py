@@ -52,20 +52,22 @@ def default_rule(trained, threshold=None, uncertainty=None, top_k=None, patience
             chosen["tolerance"] if chosen.get("tolerance") is not None
             else DEFAULT_TOLERANCES[1] if trained.task.regression else 0.0
         ),
-        weights=learned_weights(trained) if kind == "learned" else None,
+        weights=learned_weights(trained, chosen.get("final_exits", 1)) if kind == "learned" else None,
+        final_exits=chosen.get("final_exits", 1),
     )
     return rule.validate(trained.classifier.num_labels)
 
 
-def learned_weights(trained):
-    """The run's fitted learned-rule coefficients, as ExitRule holds them."""
+def learned_weights(trained, final_exits=1):
+    """The run's learned-rule coefficients fitted against the final
+    prediction of `final_exits`, as ExitRule holds them."""
     model = trained.run.load_exit_model()
+    fix = f"`python -m msbert_tf.calibrate --run_dir={trained.run.path} --uncertainty=learned` fits it."
     if model is None:
-        raise UserInputError(
-            f"{trained.run.path} has no learned exit rule yet: "
-            f"`python -m msbert_tf.calibrate --run_dir={trained.run.path} --uncertainty=learned` fits it."
-        )
-    return tuple(tuple(row) for row in model["weights"])
+        raise UserInputError(f"{trained.run.path} has no learned exit rule yet: {fix}")
+    if str(final_exits) not in model["weights_by_final_exits"]:
+        raise UserInputError(f"{trained.run.path} has no learned exit rule for final_exits={final_exits}: {fix}")
+    return tuple(tuple(row) for row in model["weights_by_final_exits"][str(final_exits)])
 
 
 def _checked(text, where):

@@ -45,6 +45,10 @@ class ExitRule:
     (0 runs the whole teacher, 1 always exits at layer 1); for `patience` it
     is unused and `patience` (>= 1) counts agreeing consecutive exits;
     `tolerance` is how far two regression outputs may differ and agree.
+    `final_exits`: how many of the last exits the final prediction (of an
+    example that reaches the last layer) averages; 1 is the last exit alone.
+    They are all computed on the way there, so the mean costs nothing, and
+    early exits agree with it more often than with the last exit alone.
     """
 
     kind: str = "entropy"
@@ -54,6 +58,7 @@ class ExitRule:
     tolerance: float = 0.0
     # `learned`: (L - 1) x (F + 1) logistic coefficients (`learned_exit`).
     weights: tuple = None
+    final_exits: int = 1
 
     def validate(self, num_labels):
         if self.kind not in RULES:
@@ -78,6 +83,10 @@ class ExitRule:
             raise UserInputError(
                 "the learned rule needs its fitted weights (RUN/exit_model.json): "
                 "`python -m msbert_tf.calibrate --uncertainty=learned` fits them."
+            )
+        if int(self.final_exits) != self.final_exits or self.final_exits < 1:
+            raise UserInputError(
+                f"final_exits must be a whole number >= 1 (1: the last exit alone), got {self.final_exits}."
             )
         if self.kind == "patience" and self.patience < 1:
             raise UserInputError(f"patience must be at least 1, got {self.patience}.")
