@@ -125,6 +125,8 @@ def certified_rule(rows, rule, spec, weights=None):
     """The rule `calibrate` certifies on `rows`, trying `--final_exits`;
     `weights`: the learned rule's coefficients for each final."""
     finals = tuple(int(k) for k in FLAGS.final_exits)
+    if weights is None and rule.weights is not None:  # one learned rule, for the last exit alone
+        weights, finals = {1: rule.weights}, (1,)
     record = calibrate(rows.probs, rows.lengths, spec, max_risk=FLAGS.max_risk, confidence=FLAGS.confidence,
                        uncertainty=rule.kind, weights=weights, final_exits=finals)
     k = record["final_exits"]
@@ -218,7 +220,7 @@ def main(argv):
         if kind == "learned":
             model = trained.run.load_exit_model()
             if model is None or not set(FLAGS.final_exits) <= set(model["weights_by_final_exits"]):
-                model = fit_exit_model(trained)
+                model = fit_exit_model(trained, final_exits=(1, *map(int, FLAGS.final_exits)))
             weights = {k: learned_weights(trained, k) for k in (1, *map(int, FLAGS.final_exits))}
             out["exit_model_rows"] = model["rows"]
         rule = ExitRule(kind, weights=weights and weights[1])

@@ -57,6 +57,9 @@ def markdown(report):
         "",
         f"Teacher (layer {len(exits)}): {report['dev']['teacher']:.2f}",
     ]
+    if report.get("final_exits", 1) > 1:
+        lines.append(f"Full model (the mean of the last {report['final_exits']} exits, what runs every layer): "
+                     f"{report['full_model_metric']:.2f}")
     if report.get("sweep"):
         lines += ["", "## Early exit", ""] + _sweep_table(report["sweep"], metric)
         chosen = report.get("chosen")

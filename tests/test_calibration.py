@@ -253,3 +253,27 @@ def test_a_final_prediction_less_accurate_on_labelled_rows_is_not_chosen():
                        labels=labels, final_exits=(1, 2))
     assert record["final_exits"] == 1
     assert record["final_exits_tried"]["2"]["final_accuracy"] == 0.7 < record["final_accuracy"] == 1.0
+
+
+def test_rows_too_few_for_the_stricter_level_try_the_last_exit_alone():
+    spec = dict(SPEC, num_layers=3)
+    probs = _three_exits(250)  # 230 certify at 90%, 299 would be needed at 95%
+    record = calibrate(probs, np.full(250, 8), spec, max_risk=0.01, confidence=0.9, final_exits=(1, 2))
+    assert record["final_exits"] == 1 and "final_exits_tried" not in record
+    assert record["family_confidence"] == 0.9
+
+
+def test_an_exit_model_of_an_earlier_version_reads_as_fitted_against_the_last_exit(tmp_path):
+    from msbert_tf.run_dir import RunDir
+
+    run = RunDir(str(tmp_path))
+    (tmp_path / "exit_model.json").write_text(json.dumps({"features": [], "weights": [[1.0, 2.0]], "rows": 3}))
+    assert run.load_exit_model()["weights_by_final_exits"] == {"1": [[1.0, 2.0]]}
+
+
+def test_calibrate_refuses_no_final_and_a_bare_weights_tuple():
+    with pytest.raises(UserInputError, match="final_exits is empty"):
+        calibrate(_three_exits(), np.full(1000, 8), dict(SPEC, num_layers=3), final_exits=())
+    with pytest.raises(TypeError, match="per final"):
+        calibrate(_three_exits(), np.full(1000, 8), dict(SPEC, num_layers=3), uncertainty="learned",
+                  weights=((0.0,) * 8,) * 2)

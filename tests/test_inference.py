@@ -118,7 +118,7 @@ def tiny_classifier():
     + [ExitRule("learned", s, weights=tuple(map(tuple, np.random.default_rng(2).normal(size=(3, 8)).tolist())))
        for s in (0.3, 0.7)]
     # The final prediction as a mean of the last exits, carried by the rows that stay.
-    + [ExitRule("entropy", 0.5, final_exits=3), ExitRule("entropy", 0.0, final_exits=4),
+    + [ExitRule("entropy", 0.15, final_exits=3), ExitRule("entropy", 0.0, final_exits=4),
        ExitRule("patience", patience=2, final_exits=2)],
 )
 def test_real_path_agrees_with_simulator(tiny_classifier, rule):
@@ -140,6 +140,10 @@ def test_real_path_agrees_with_simulator(tiny_classifier, rule):
     np.testing.assert_allclose(got.probs, expected.probs, atol=1e-5)
     if rule.kind in ("entropy", "learned") and 0 < rule.threshold < 1:
         assert len(set(got.exit_layers.tolist())) > 1  # the test really mixes exits
+    if rule.final_exits > 1 and rule.threshold > 0:
+        # Rows leave while others go on summing the last exits: the sum must follow the rows that stay.
+        layers = set(got.exit_layers.tolist())
+        assert 4 in layers and layers & {2, 3}, layers
 
 
 def test_flops_by_hand():

@@ -10,7 +10,9 @@ import hashlib
 
 MANIFEST = "manifest.json"
 VOCABULARY = "vocab.txt"
-BUNDLE_VERSION = 1
+# 2: `exit_rule.final_exits` (the final prediction may be a mean of the last exits).
+BUNDLE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def sha256(path):

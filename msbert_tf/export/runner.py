@@ -21,7 +21,7 @@ import numpy as np
 
 from msbert_tf.errors import UserInputError
 from msbert_tf.export import litert
-from msbert_tf.export.manifest import BUNDLE_VERSION, MANIFEST, sha256
+from msbert_tf.export.manifest import MANIFEST, READABLE_VERSIONS, sha256
 from msbert_tf.inference.uncertainty import ExitRule
 
 
@@ -32,9 +32,10 @@ def read_manifest(path):
             manifest = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise UserInputError(f"{path} is not an export bundle ({manifest_path}: {e}).") from None
-    if manifest.get("format") != "msbert-tf litert bundle" or manifest.get("version") != BUNDLE_VERSION:
+    if manifest.get("format") != "msbert-tf litert bundle" or manifest.get("version") not in READABLE_VERSIONS:
         raise UserInputError(
-            f"{manifest_path} is not a version-{BUNDLE_VERSION} msbert-tf bundle manifest; export it again."
+            f"{manifest_path} is not a version {' or '.join(map(str, READABLE_VERSIONS))} msbert-tf bundle manifest; "
+            "export it again."
         )
     checksums = manifest.get("sha256", {})
     unlisted = [s["file"] for s in manifest.get("stages", []) if s["file"] not in checksums]

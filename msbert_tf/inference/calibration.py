@@ -104,7 +104,8 @@ def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK
     each with its own family of thresholds certified at `1 - (1 -
     confidence) / len(final_exits)` (Bonferroni), so the bound holds for
     whichever is chosen: the fastest, among those (on labelled rows) at
-    least as accurate as the last exit alone. Rows too few to certify
+    least as accurate as the last exit alone (on unlabelled rows speed
+    alone decides). Rows too few to certify
     anything at that level try the first final alone. `weights`: the learned rule's
     coefficients for each final tried, `{final_exits: coefficients}`.
     """
@@ -112,6 +113,10 @@ def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK
     regression = probs.shape[-1] == 1
     _check(risk, labels is not None, regression)
     risk_control.check_levels(max_risk, confidence)
+    if not final_exits:
+        raise UserInputError("final_exits is empty: give at least one, e.g. 1 (the last exit alone).")
+    if weights is not None and not isinstance(weights, dict):
+        raise TypeError("calibrate's weights are the learned rule's coefficients per final: {final_exits: weights}.")
     level = 1 - (1 - confidence) / len(final_exits)
     if len(final_exits) > 1 and len(lengths) < risk_control.min_calibration_rows(max_risk, level):
         # Too few rows to pay for the choice: the first final alone, at the full level.
@@ -121,9 +126,11 @@ def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK
                  (weights or {}).get(k), k)
         for k in final_exits
     ]
-    accurate = [t for t in tried if t.get("final_accuracy", 0) >= tried[0].get("final_accuracy", 0)]
+    last_alone = np.mean(predictions_of(probs[:, -1]) == labels) if labels is not None and not regression else 0
+    accurate = [t for t in tried if t.get("final_accuracy", 0) >= round(float(last_alone), 5)]
     best = max(accurate or tried[:1], key=lambda t: (t["flops_speedup"], -t["final_exits"]))
-    record = dict(best, confidence=confidence)
+    # The bound was computed at the family's level, stricter than `confidence`.
+    record = dict(best, confidence=confidence, family_confidence=round(level, 6))
     if len(final_exits) > 1:
         record["final_exits_tried"] = {  # string keys: the record is JSON
             str(t["final_exits"]): {key: t[key] for key in ("flops_speedup", "final_accuracy") if key in t} for t in tried
@@ -253,8 +260,8 @@ def exit_model_rows(trained, max_rows=EXIT_MODEL_ROWS):
     return rows
 
 
-def final_exits_tried(trained, final_exits=DEFAULT_FINAL_EXITS):
-    """The final predictions a run tries: regression keeps its last exit."""
+def finals_for(trained, final_exits=DEFAULT_FINAL_EXITS):
+    """The final predictions a run tries: those within its layers; regression keeps its last exit."""
     if trained.task.regression:
         return (1,)
     return tuple(k for k in final_exits if k <= trained.classifier.num_layers)
@@ -274,7 +281,7 @@ def fit_exit_model(trained, max_rows=EXIT_MODEL_ROWS, final_exits=DEFAULT_FINAL_
     model = {
         "features": list(learned_exit.FEATURES),
         "weights_by_final_exits": {
-            str(k): learned_exit.fit(with_final(probs, k)).tolist() for k in final_exits_tried(trained, final_exits)
+            str(k): learned_exit.fit(with_final(probs, k)).tolist() for k in finals_for(trained, final_exits)
         },
         "rows": len(rows),
     }
@@ -300,7 +307,7 @@ def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFA
     uncertainty = uncertainty or default_uncertainty(trained.task)
     for k in final_exits:
         ExitRule("patience", final_exits=k).validate(trained.classifier.num_labels)
-    final_exits = final_exits_tried(trained, final_exits)
+    final_exits = finals_for(trained, final_exits)
     if not final_exits:
         raise UserInputError(f"every final_exits asked averages more exits than the model has "
                              f"({trained.classifier.num_layers}).")

@@ -109,7 +109,7 @@ def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, toleran
     def from_layer(layer, hidden, mask, active, state, total, outputs, exits):
         hidden = classifier.transformer_layer(layer, hidden, mask)
         layer_outputs = exit_outputs(classifier.exit_outputs(layer, hidden, mask)[1])
-        total = total + tf.cast(layer >= last + 1 - final_exits, tf.float32) * layer_outputs
+        total = tf.where(layer >= last + 1 - final_exits, total + layer_outputs, total)
         if layer == last:
             layer_outputs = total / final_exits
             done = tf.ones_like(active, tf.bool)
