@@ -38,6 +38,8 @@ FLAGS = flags.FLAGS
 
 
 def final_exits(values):
+    if not values:
+        raise UserInputError("--final_exits is empty: give at least one, e.g. 1 (the last exit alone).")
     try:
         return tuple(int(v) for v in values)
     except ValueError:

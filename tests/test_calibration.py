@@ -277,3 +277,13 @@ def test_calibrate_refuses_no_final_and_a_bare_weights_tuple():
     with pytest.raises(TypeError, match="per final"):
         calibrate(_three_exits(), np.full(1000, 8), dict(SPEC, num_layers=3), uncertainty="learned",
                   weights=((0.0,) * 8,) * 2)
+
+
+def test_the_final_exits_flag_takes_whole_numbers():
+    from msbert_tf.calibrate import final_exits
+
+    assert final_exits(["1", "4"]) == (1, 4)
+    with pytest.raises(UserInputError, match="--final_exits takes whole numbers"):
+        final_exits(["1", "last"])
+    with pytest.raises(UserInputError, match="--final_exits is empty"):
+        final_exits([])
