@@ -18,6 +18,7 @@ from msbert_tf import cli
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference.risk_control import (
     DEFAULT_CONFIDENCE, DEFAULT_DISAGREEMENT_TOLERANCE, DEFAULT_FINAL_EXITS, DEFAULT_MAX_RISK, DEFAULT_RISK, RISKS,
+    parse_final_exits,
 )
 
 flags.DEFINE_string("run_dir", None, "A finished training run folder.")
@@ -37,15 +38,6 @@ flags.DEFINE_list("final_exits", [str(k) for k in DEFAULT_FINAL_EXITS],
 FLAGS = flags.FLAGS
 
 
-def final_exits(values):
-    if not values:
-        raise UserInputError("--final_exits is empty: give at least one, e.g. 1 (the last exit alone).")
-    try:
-        return tuple(int(v) for v in values)
-    except ValueError:
-        raise UserInputError(f"--final_exits takes whole numbers, e.g. 1,2,3,4; got {','.join(values)}.") from None
-
-
 def main(argv):
     from msbert_tf.inference.calibration import calibrate_run
 
@@ -53,7 +45,7 @@ def main(argv):
         raise UserInputError("--run_dir is required: the run folder to calibrate.")
     record = calibrate_run(
         FLAGS.run_dir, FLAGS.data_file, FLAGS.risk, FLAGS.max_risk, FLAGS.confidence,
-        FLAGS.uncertainty, FLAGS.top_k, FLAGS.disagreement_tolerance, final_exits=final_exits(FLAGS.final_exits),
+        FLAGS.uncertainty, FLAGS.top_k, FLAGS.disagreement_tolerance, final_exits=parse_final_exits(FLAGS.final_exits),
     )
     print(record["summary"])
     print(json.dumps(record, indent=2))

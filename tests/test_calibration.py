@@ -280,10 +280,11 @@ def test_calibrate_refuses_no_final_and_a_bare_weights_tuple():
 
 
 def test_the_final_exits_flag_takes_whole_numbers():
-    from msbert_tf.calibrate import final_exits
+    # Not through msbert_tf.calibrate: importing a CLI module defines its flags in this process.
+    from msbert_tf.inference.risk_control import parse_final_exits
 
-    assert final_exits(["1", "4"]) == (1, 4)
+    assert parse_final_exits(["1", "4"]) == (1, 4)
     with pytest.raises(UserInputError, match="--final_exits takes whole numbers"):
-        final_exits(["1", "last"])
+        parse_final_exits(["1", "last"])
     with pytest.raises(UserInputError, match="--final_exits is empty"):
-        final_exits([])
+        parse_final_exits([])

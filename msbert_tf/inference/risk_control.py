@@ -38,6 +38,17 @@ DEFAULT_FINAL_EXITS = (1, 2, 3, 4)
 DEFAULT_DISAGREEMENT_TOLERANCE = 0.25
 
 
+def parse_final_exits(values):
+    """`--final_exits`' strings as whole numbers (here, not in the CLI module,
+    so that it is testable without defining the CLI's flags)."""
+    if not values:
+        raise UserInputError("--final_exits is empty: give at least one, e.g. 1 (the last exit alone).")
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError:
+        raise UserInputError(f"--final_exits takes whole numbers, e.g. 1,2,3,4; got {','.join(values)}.") from None
+
+
 class TooFewRows(UserInputError):
     """The calibration rows cannot certify anything at the asked level."""
 
