@@ -17,7 +17,6 @@ calibrate_run("runs/sst2", data_file="more_rows.txt", max_risk=0.02)
 ```
 """
 
-import dataclasses
 import os
 
 import numpy as np
@@ -142,12 +141,10 @@ def _certify(probs, lengths, spec, risk, max_risk, confidence, uncertainty, top_
              weights, final_exits):
     """`calibrate` for one final prediction."""
     regression = probs.shape[-1] == 1
-    rules = [
-        dataclasses.replace(r, final_exits=final_exits).validate(probs.shape[-1])
-        for r in candidates(uncertainty, probs.shape[1], top_k, regression, weights)
-    ]
+    # The rules run on outputs whose last exit already is this final.
+    rules = [r.validate(probs.shape[-1]) for r in candidates(uncertainty, probs.shape[1], top_k, regression, weights)]
     probs = with_final(probs, final_exits)
-    results = [simulate(probs, dataclasses.replace(rule, final_exits=1)) for rule in rules]
+    results = [simulate(probs, rule) for rule in rules]
     losses = np.stack([row_losses(probs, r.probs, risk, labels, disagreement_tolerance) for r in results])
     certified = risk_control.fixed_sequence(losses, max_risk, confidence)
     # Nothing certified, not even the safest: run the whole model.

@@ -127,7 +127,9 @@ def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=
     points = sweep(classifier, split, rules, batch_size, metric=metrics[0], probs=probs)
     # The limit of any exit rule: each row leaves at the first exit that
     # agrees with the full model.
-    final = with_final(probs, rules[0].final_exits) if rules else probs
+    # sweep_rules never gives none; every rule carries the run's final.
+    final_exits = rules[0].final_exits
+    final = with_final(probs, final_exits)
     oracle = round(flops_speedup(oracle_exit_layers(final), split.lengths, flops.model_spec(classifier)), 3)
     # The dev pick stays within `max_drop` of the full model as it runs: the
     # chosen final, which is the last exit alone only when final_exits is 1.
@@ -145,5 +147,5 @@ def evaluate(classifier, split, rules, max_drop, batch_size=64, timing_examples=
     if chosen:
         chosen = {**chosen, "fraction_of_oracle": round(chosen["flops_speedup"] / oracle, 3)}
     return {"dev": per_exit, "sweep": points, "max_drop": max_drop, "chosen": chosen,
-            "oracle_flops_speedup": oracle, "final_exits": rules[0].final_exits if rules else 1,
+            "oracle_flops_speedup": oracle, "final_exits": final_exits,
             "full_model_metric": full_metric}
