@@ -70,19 +70,22 @@ def fit(probs, l2=1e-2, iterations=30):
     probs = np.asarray(probs, np.float64)
     x_all = features(probs[:, :-1])
     labels = probs.argmax(axis=-1)
-    weights = []
-    for i in range(probs.shape[1] - 1):
-        x, y = x_all[:, i], (labels[:, i] == labels[:, -1]).astype(np.float64)
-        # Standardised for the solver, folded back into the weights after.
-        mean, scale = x.mean(axis=0), x.std(axis=0)
-        scale[scale < 1e-9] = 1.0
-        z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
-        w = np.zeros(z.shape[1])
-        penalty = l2 * len(x) * np.diag([1.0] * (z.shape[1] - 1) + [0.0])
-        for _ in range(iterations):
-            p = 1.0 / (1.0 + np.exp(-z @ w))
-            gradient = z.T @ (p - y) + penalty @ w
-            hessian = (z * (p * (1 - p))[:, None]).T @ z + penalty + 1e-9 * np.eye(len(w))
-            w -= np.linalg.solve(hessian, gradient)
-        weights.append(np.append(w[:-1] / scale, w[-1] - np.sum(w[:-1] * mean / scale)))
-    return np.asarray(weights)
+    return np.asarray([logistic(x_all[:, i], (labels[:, i] == labels[:, -1]).astype(np.float64), l2, iterations)
+                       for i in range(probs.shape[1] - 1)])
+
+
+def logistic(x, y, l2=1e-2, iterations=30):
+    """Weights (F + 1, bias last) of an L2-penalised logistic regression of
+    `y` (0/1) on `x` (B x F), by Newton's method."""
+    # Standardised for the solver, folded back into the weights after.
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
+    w = np.zeros(z.shape[1])
+    penalty = l2 * len(x) * np.diag([1.0] * (z.shape[1] - 1) + [0.0])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-z @ w))
+        gradient = z.T @ (p - y) + penalty @ w
+        hessian = (z * (p * (1 - p))[:, None]).T @ z + penalty + 1e-9 * np.eye(len(w))
+        w -= np.linalg.solve(hessian, gradient)
+    return np.append(w[:-1] / scale, w[-1] - np.sum(w[:-1] * mean / scale))
