@@ -27,6 +27,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from calibration_splits import FLAGS  # noqa: E402  (its --run_dir, --dev_file and --output are this script's)
 from exit_rule_sources import held_out_phrases  # noqa: E402
 from machine import commit, machine  # noqa: E402
 
@@ -37,12 +38,8 @@ from msbert_tf.inference.loading import load_run  # noqa: E402
 from msbert_tf.inference.sweep import flops_speedup  # noqa: E402
 from msbert_tf.run_dir import write_atomically  # noqa: E402
 
-flags.DEFINE_string("run_dir", None, "A finished run that held out whole sentences.")
-flags.DEFINE_string("dev_file", None, "Labelled rows of the task, read with the held-out sentences.")
-flags.DEFINE_string("output", None, "Where the JSON goes.")
 flags.DEFINE_string("cache", None, "An .npz of every exit's outputs, z and [CLS] states: read if there, else written.")
 flags.DEFINE_integer("phrases", 8000, "Held-out phrases to fit on (a random subset).")
-FLAGS = flags.FLAGS
 
 SETS = ("held", "dev", "phrases", "train")
 
