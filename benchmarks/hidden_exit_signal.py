@@ -40,6 +40,8 @@ from msbert_tf.run_dir import write_atomically  # noqa: E402
 
 flags.DEFINE_string("cache", None, "An .npz of every exit's outputs, z and [CLS] states: read if there, else written.")
 flags.DEFINE_integer("phrases", 8000, "Held-out phrases to fit on (a random subset).")
+flags.DEFINE_list("models", ["logistic"], "logistic: the learned rule's model on more features; mlp: "
+                  "a small MLP per exit (one hidden layer of 32), fitted on training rows and phrases.")
 
 SETS = ("held", "dev", "phrases", "train")
 
@@ -83,6 +85,27 @@ def fit(arrays, sources, signal, final_exits, l2):
             for i in range(probs.shape[1] - 1)]
 
 
+def mlp_uncertainty(arrays, signal, final_exits, x):
+    """1 - P(agree) of each exit on `x` from a small MLP per exit, fitted
+    (seeded) on training rows and phrases: is the linear model the limit?"""
+    import keras
+
+    fit_x, probs = (np.concatenate(part) for part in
+                    zip(*(features(arrays, s, signal, final_exits) for s in ("train", "phrases"))))
+    labels = probs.argmax(-1)
+    out = []
+    for i in range(probs.shape[1] - 1):
+        mean, scale = fit_x[:, i].mean(0), fit_x[:, i].std(0) + 1e-9
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((fit_x.shape[-1],)), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+        model.fit((fit_x[:, i] - mean) / scale, (labels[:, i] == labels[:, -1]).astype("float32"),
+                  batch_size=256, epochs=20, verbose=0)
+        out.append(1 - model.predict((x[:, i] - mean) / scale, verbose=0)[:, 0])
+    return np.stack(out, 1)
+
+
 def ceilings(uncertainty, probs, lengths, spec, risks=(0.01, 0.005)):
     """The largest FLOPs speed-up along the rule's thresholds with disagreement at most each risk."""
     last = probs.shape[1] - 1
@@ -118,6 +141,12 @@ def main(argv):
         for signal in ("probabilities", "z", "cls"):
             x, probs = (np.concatenate(part) for part in
                         zip(*(features(arrays, name, signal, final_exits) for name in ("held", "dev"))))
+            if "mlp" in FLAGS.models and signal != "cls":
+                key = f"final_exits={final_exits} signal={signal} model=mlp fit=train+phrases"
+                out["ceilings"][key] = ceilings(mlp_uncertainty(arrays, signal, final_exits, x), probs, lengths, spec)
+                print(key, out["ceilings"][key], flush=True)
+            if "logistic" not in FLAGS.models:
+                continue
             for sources in (("train",), ("phrases",), ("train", "phrases")):
                 for l2 in (1e-2,) if signal == "probabilities" else (1e-2, 1e-3, 1e-4):
                     weights = fit(arrays, sources, signal, final_exits, l2)
