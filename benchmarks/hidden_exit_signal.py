@@ -6,8 +6,9 @@
 The learned rule reads seven features of the exits' probabilities. A pilot
 of the next signal: the same logistic model of "this exit agrees with the
 final prediction" given, besides those seven, the exit head's internal
-vector `z` (what its logits are computed from) and/or the layer's [CLS]
-state. For a run that holds out whole sentences, each is fitted
+vector `z` (what its logits are computed from) or the layer's [CLS]
+state (`--models=mlp`: a small MLP per exit on the same inputs instead, is
+the linear model the limit?). For a run that holds out whole sentences, each is fitted
 label-free on 8,000 training rows, on 8,000 held-out phrases (unseen, used
 by nothing else), or on both, at three L2 strengths, for the last exit
 alone as the final and for the mean of the last 4. Read: the ceiling, the
