@@ -34,7 +34,7 @@ from machine import commit, machine  # noqa: E402
 
 from msbert_tf.data import pipeline, readers  # noqa: E402
 from msbert_tf.inference import flops, learned_exit  # noqa: E402
-from msbert_tf.inference.early_exit import with_final  # noqa: E402
+from msbert_tf.inference.early_exit import exit_outputs, with_final  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
 from msbert_tf.inference.sweep import flops_speedup  # noqa: E402
 from msbert_tf.run_dir import write_atomically  # noqa: E402
@@ -66,7 +66,7 @@ def dump(trained):
         split = pipeline.encode(examples, trained.preprocessor, name=name)
         parts = [step(x) for x, _ in pipeline.eval_dataset(split, 128)]
         logits, z, cls = (np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(3))
-        arrays.update({f"{name}_probs": tf.nn.softmax(logits).numpy(), f"{name}_z": z,
+        arrays.update({f"{name}_probs": np.asarray(exit_outputs(tf.constant(logits))), f"{name}_z": z,
                        f"{name}_cls": cls.astype(np.float16), f"{name}_lengths": split.lengths})
     return arrays
 
