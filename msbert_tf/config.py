@@ -143,6 +143,10 @@ class DistillConfig:
     layer_weight_temperature: float = 1.0
     sinkhorn_epsilon: float = 0.01
     sinkhorn_iterations: int = 200
+    # Weight of a push toward the uniform distribution on exits whose label
+    # differs from the teacher's (0: off), so that a sure exit is one that
+    # agrees and the exit rule can trust it. Classification only.
+    disagreement_penalty: float = 0.0
     # Stage 2's own seed (the heads' first weights, batch order, dropout);
     # None: the run's `seed`. Seeds of stage 2 on one teacher (`teacher_from`
     # needs the teacher's `seed`) are how loss comparisons get a spread.
@@ -288,6 +292,8 @@ class RunConfig:
             ("distill.sinkhorn_iterations", self.distill.sinkhorn_iterations, self.distill.sinkhorn_iterations >= 1, "at least 1"),
             ("distill.layer_weight_temperature", self.distill.layer_weight_temperature,
              self.distill.layer_weight_temperature > 0, "positive"),
+            ("distill.disagreement_penalty", self.distill.disagreement_penalty,
+             self.distill.disagreement_penalty >= 0, "0 (off) or more"),
         )
         for name, value, ok, wanted in checks:
             if not ok:

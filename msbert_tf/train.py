@@ -78,6 +78,7 @@ HELP = {
     "distill.layer_weight_temperature": "Temperature of the learned EMD layer weights.",
     "distill.sinkhorn_epsilon": "Sinkhorn entropic regularisation.",
     "distill.sinkhorn_iterations": "Sinkhorn iterations.",
+    "distill.disagreement_penalty": "Weight pushing exits that disagree with the teacher toward uniform (0: off).",
     "distill.seed": "Stage 2's own random seed (default: --seed).",
     "seed": "Random seed.",
     "checkpoint_every_steps": "Save resumable state every N steps.",

@@ -120,3 +120,52 @@ def test_the_loss_round_trips_its_config(loss):
     assert float(clone(_outputs(), labels)["loss"]) == pytest.approx(expected, rel=1e-6)
     assert float(_loss(loss=loss, temperature=1.0)(_outputs(), labels)["loss"]) != pytest.approx(
         float(original(_outputs(), labels)["loss"]), rel=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["emd", "kl", "ce"])
+def test_disagreement_penalty_by_hand(loss):
+    out, labels = _outputs(), tf.constant([0, 1, 2, 1])
+    base = _loss(loss=loss)(out, labels)
+    parts = _loss(loss=loss, disagreement_penalty=2.0)(out, labels)
+    p_s = _softmax(out["student_logits"].numpy())
+    teacher_label = out["teacher_logits"][-1].numpy().argmax(-1)
+    uniform = np.full(LABELS, 1 / LABELS)
+    expected = sum(
+        np.mean([(p_s[i, b].argmax() != teacher_label[b]) * _kl(uniform, p_s[i, b]) for b in range(BATCH)])
+        for i in range(NUM_LAYERS - 1)
+    )
+    assert expected > 0  # the random outputs disagree somewhere, or the test proves nothing
+    assert float(parts["penalty"]) == pytest.approx(expected, rel=1e-5)
+    assert float(parts["loss"]) == pytest.approx(float(base["loss"]) + 2.0 * expected, rel=1e-5)
+    assert "penalty" not in base
+
+
+def test_disagreement_penalty_flattens_disagreeing_exits_only():
+    out = _outputs()
+    students = tf.Variable(out["student_logits"])
+    with tf.GradientTape() as tape:
+        penalty = _loss(loss="kl", disagreement_penalty=1.0)(dict(out, student_logits=students), tf.zeros((BATCH,)))
+    grad = tape.gradient(penalty["penalty"], students).numpy()
+    p_s = _softmax(out["student_logits"].numpy())
+    disagrees = p_s.argmax(-1) != out["teacher_logits"][-1].numpy().argmax(-1)[None]
+    assert disagrees.any() and (~disagrees).any()
+    np.testing.assert_array_equal(grad[~disagrees], 0.0)
+    # A step against the gradient makes each disagreeing exit less sure of its label.
+    stepped = _softmax(out["student_logits"].numpy() - 0.5 * grad)
+    assert (stepped.max(-1)[disagrees] < p_s.max(-1)[disagrees]).all()
+
+
+def test_the_stage_model_logs_the_penalty_it_adds():
+    backbone, preprocessor = load_backbone(ModelConfig(backbone="random"), max_seq_length=16)
+    classifier = MSBertClassifier(backbone, num_labels=2, head="attention", head_dim=HEAD_DIM)
+    classifier.build()
+    loss = DistillationLoss(DistillConfig(loss="kl", disagreement_penalty=1.0), classifier.num_layers, 16,
+                            head_dim=HEAD_DIM)
+    model = DistillationModel(classifier, loss)
+    inputs = preprocessor(["a fine film", "dull and long", "so so", "a mess"])
+    outputs = model(inputs)
+    total = model.compute_loss(y=tf.constant([1, 0, 1, 0]), y_pred=outputs)
+    parts = loss(outputs, tf.constant([1, 0, 1, 0]))
+    assert set(model.part_trackers) == {"kl", "penalty"}
+    assert float(model.part_trackers["penalty"].result()) == pytest.approx(float(parts["penalty"]), rel=1e-5)
+    assert float(total) == pytest.approx(float(parts["kl"]) + float(parts["penalty"]), rel=1e-5)

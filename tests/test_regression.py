@@ -112,6 +112,16 @@ def test_tiny_stsb_run_reports_correlations_and_exits_like_the_simulator(glue_di
         np.testing.assert_allclose(got.labels, expected.labels, atol=1e-5)
 
 
+def test_a_regression_refuses_the_disagreement_penalty_before_training(glue_dir, tmp_path):
+    from msbert_tf.training.trainer import train
+
+    config = tiny_config(glue_dir)
+    config.data.task, config.distill.disagreement_penalty = "stsb", 1.0
+    with pytest.raises(UserInputError, match="disagreement_penalty needs labels.*stsb is a regression"):
+        train(config, str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run").exists()  # refused before the run folder was claimed
+
+
 def test_stsb_from_tfds_reads_float_scores(monkeypatch):
     """TFDS's STS-B label is a float feature without class names."""
     import types

@@ -8,6 +8,12 @@ cross-entropy: to the teacher's value, between layers in the EMD's
 `logits` cost, and to the gold score for `ce`. The part keeps the name
 `kl` in the logs.
 
+With `disagreement_penalty` gamma > 0 (classification), every loss adds
+`gamma * sum_l mean_b [argmax p_l != argmax p_T] * KL(u || p_l)`, u the
+uniform distribution: an exit is pushed toward uncertainty on the rows
+where its label is not the teacher's, so that an exit rule reading its
+confidence leaves on agreement (logged as `penalty`).
+
 The layer takes the stage-2 model's outputs (a dict, see
 `msbert_tf.training.stage_models.DistillationModel`) and the labels, and
 returns the total with its parts, for logging.
@@ -75,6 +81,14 @@ class DistillationLoss(keras.layers.Layer):
 
     def call(self, outputs, labels, training=False):
         c = self.config
+        parts = self._loss_parts(outputs, labels, training)
+        if c.disagreement_penalty and not self.regression:
+            parts["penalty"] = self._disagreement(outputs)
+            parts["loss"] = parts["loss"] + c.disagreement_penalty * parts["penalty"]
+        return parts
+
+    def _loss_parts(self, outputs, labels, training):
+        c = self.config
         if c.loss == "ce":
             ce = self._gold_loss(outputs["student_logits"], labels)
             return {"loss": ce, "ce": ce}
@@ -87,6 +101,17 @@ class DistillationLoss(keras.layers.Layer):
             parts["emd"] = self._emd(outputs, logits_cost, training)
             total = total + c.beta * parts["emd"]
         return {"loss": total, **parts}
+
+    def _disagreement(self, outputs):
+        """sum_l mean_b [argmax p_l != argmax p_T] * KL(u || p_l), at temperature 1 (the exit rules' own)."""
+        student_logits = outputs["student_logits"]
+        teacher_label = tf.argmax(outputs["teacher_logits"][-1], axis=-1)
+        disagrees = tf.cast(tf.not_equal(tf.argmax(student_logits, axis=-1), teacher_label[None]), student_logits.dtype)
+        # KL(u || p) = -log C - mean_c log p_c.
+        log_p = tf.nn.log_softmax(student_logits, axis=-1)
+        num_classes = tf.cast(tf.shape(student_logits)[-1], student_logits.dtype)
+        to_uniform = -tf.math.log(num_classes) - tf.reduce_mean(log_p, axis=-1)
+        return tf.reduce_sum(tf.reduce_mean(disagrees * to_uniform, axis=1))
 
     def _gold_loss(self, student_logits, labels):
         """Every head's loss on the gold labels, summed: cross-entropy, or squared error."""

@@ -201,6 +201,11 @@ def train(config, output_dir, verbose="auto"):
         verbose = 1 if sys.stderr.isatty() else 2
     config.validate()
     task = readers.resolve_task(config.data)
+    if task.regression and config.distill.disagreement_penalty:
+        raise UserInputError(
+            f"distill.disagreement_penalty needs labels to disagree on; {task.name} is a regression: "
+            "drop --distill.disagreement_penalty."
+        )
     if config.teacher_from:
         check_teacher_source(config)
     run = run_dir_lib.RunDir(output_dir)
