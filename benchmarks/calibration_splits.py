@@ -197,6 +197,18 @@ def risk_curve(rows, rule, spec):
     return points
 
 
+def ceilings(rows, rule, spec, weights=None):
+    """{final k: the largest FLOPs speed-up whose disagreement on all of
+    `rows` is at most `max_risk`}: what a calibration set of unlimited size
+    drawn like `rows` could certify, for each final of `--final_exits`."""
+    out = {}
+    for k in (int(k) for k in FLAGS.final_exits):
+        final = dataclasses.replace(rule, final_exits=k, weights=weights[k] if weights else rule.weights)
+        out[k] = max((speedup for _, speedup, disagreement in risk_curve(rows, final, spec)
+                      if disagreement <= FLAGS.max_risk), default=1.0)
+    return out
+
+
 def main(argv):
     del argv
     trained = load_run(FLAGS.run_dir)
@@ -226,7 +238,9 @@ def main(argv):
         rule = ExitRule(kind, weights=weights and weights[1])
         out[kind] = study(rule, pool, dev, spec, np.random.default_rng(0), weights)
         if dev is not None and FLAGS.pool == "held_out":
-            out[kind]["risk_curve_pool_and_dev"] = risk_curve(pool.concat(dev), rule, spec)
+            unseen = pool.concat(dev)
+            out[kind]["risk_curve_pool_and_dev"] = risk_curve(unseen, rule, spec)
+            out[kind]["ceiling_pool_and_dev"] = ceilings(unseen, rule, spec, weights)
     record(out)
     print(json.dumps(out, indent=2))
 
