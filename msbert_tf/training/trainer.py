@@ -204,7 +204,7 @@ def train(config, output_dir, verbose="auto"):
     if task.regression and config.distill.disagreement_penalty:
         raise UserInputError(
             f"distill.disagreement_penalty needs labels to disagree on; {task.name} is a regression: "
-            "drop --distill.disagreement_penalty."
+            "set --disagreement_penalty=0."
         )
     if config.teacher_from:
         check_teacher_source(config)
