@@ -120,6 +120,8 @@ def test_a_regression_refuses_the_disagreement_penalty_before_training(glue_dir,
     with pytest.raises(UserInputError, match="disagreement_penalty needs labels.*stsb is a regression"):
         train(config, str(tmp_path / "run"), verbose=0)
     assert not (tmp_path / "run").exists()  # refused before the run folder was claimed
+    with pytest.raises(ValueError, match="regression has none"):
+        DistillationLoss(DistillConfig(disagreement_penalty=1.0), num_layers=3, hidden_dim=16, regression=True)
 
 
 def test_stsb_from_tfds_reads_float_scores(monkeypatch):

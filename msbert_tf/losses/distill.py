@@ -8,7 +8,7 @@ cross-entropy: to the teacher's value, between layers in the EMD's
 `logits` cost, and to the gold score for `ce`. The part keeps the name
 `kl` in the logs.
 
-With `disagreement_penalty` gamma > 0 (classification), every loss adds
+With `disagreement_penalty` gamma > 0 (classification only), every loss adds
 `gamma * sum_l mean_b [argmax p_l != argmax p_T] * KL(u || p_l)`, u the
 uniform distribution: an exit is pushed toward uncertainty on the rows
 where its label is not the teacher's, so that an exit rule reading its
@@ -53,6 +53,8 @@ class DistillationLoss(keras.layers.Layer):
 
     def __init__(self, config, num_layers, hidden_dim, head_dim=128, regression=False, **kwargs):
         super().__init__(**kwargs)
+        if regression and config.disagreement_penalty:
+            raise ValueError("disagreement_penalty needs labels to disagree on; a regression has none.")
         self.config = config
         self.regression = regression
         self.num_layers = num_layers
@@ -82,7 +84,7 @@ class DistillationLoss(keras.layers.Layer):
     def call(self, outputs, labels, training=False):
         c = self.config
         parts = self._loss_parts(outputs, labels, training)
-        if c.disagreement_penalty and not self.regression:
+        if c.disagreement_penalty:
             parts["penalty"] = self._disagreement(outputs)
             parts["loss"] = parts["loss"] + c.disagreement_penalty * parts["penalty"]
         return parts

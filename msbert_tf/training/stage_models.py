@@ -68,7 +68,7 @@ class DistillationModel(_StageModel):
         self.distill_loss = distill_loss
         classifier.set_stage("distill")
         parts = {"ce": ("ce",), "kl": ("kl",), "emd": ("kl", "emd")}[distill_loss.config.loss]
-        if distill_loss.config.disagreement_penalty and not distill_loss.regression:
+        if distill_loss.config.disagreement_penalty:
             parts += ("penalty",)
         self.part_trackers = {name: keras.metrics.Mean(name=name) for name in parts}
 
