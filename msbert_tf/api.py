@@ -94,7 +94,8 @@ class MSBert:
         (default: the rows training held out) and makes it the default of
         `predict` and export; returns the record (`record["summary"]` says
         it in words). `final_exits`: the final predictions tried, each the
-        mean of the last k exits (1: the last exit alone)."""
+        mean of the last k exits (1: the last exit alone). `uncertainty`:
+        default, the rule of the run's config (the SST-2 preset's: learned)."""
         from msbert_tf.inference.calibration import calibrate_run
 
         self._require_trained()

@@ -28,7 +28,8 @@ flags.DEFINE_enum("risk", DEFAULT_RISK, RISKS, "disagreement with the full model
                   "or accuracy_drop (the full model right, the exit wrong; labelled rows).")
 flags.DEFINE_float("max_risk", DEFAULT_MAX_RISK, "The risk to stay under, in (0, 1).")
 flags.DEFINE_float("confidence", DEFAULT_CONFIDENCE, "Probability, over the calibration rows, that it holds, in (0, 1).")
-flags.DEFINE_string("uncertainty", None, "entropy, topk or patience (default: entropy; regression: patience).")
+flags.DEFINE_string("uncertainty", None, "entropy, topk, learned or patience (default: the run's config's, else "
+                    "entropy; regression: patience).")
 flags.DEFINE_integer("top_k", 2, "K of the top-K rule.")
 flags.DEFINE_float("disagreement_tolerance", DEFAULT_DISAGREEMENT_TOLERANCE,
                    "Regression: values further apart than this disagree.")

@@ -173,6 +173,11 @@ class RunConfig:
     # tf.distribute: default, mirrored, multi_worker (TF_CONFIG) or tpu (at `tpu`).
     strategy: str = "default"
     tpu: Optional[str] = None
+    # The exit rule training certifies at its end (then the default of
+    # predict and export) and its dev report sweeps: entropy, topk, patience
+    # or learned (fitted then, on training rows the calibration never sees);
+    # None: the task's own (entropy; a regression's patience).
+    uncertainty: Optional[str] = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -245,6 +250,8 @@ class RunConfig:
         _check_choice("model.gelu", self.model.gelu, ("auto", "exact", "tanh"))
         _check_choice("model.teacher_pooling", self.model.teacher_pooling, ("cls", "mean"))
         _check_choice("strategy", self.strategy, ("default", "mirrored", "multi_worker", "tpu"))
+        if self.uncertainty is not None:
+            _check_choice("uncertainty", self.uncertainty, ("entropy", "topk", "patience", "learned"))
         if self.strategy != "default" and self.distill.emd_solver == "exact":
             raise UserInputError(
                 "distill.emd_solver=exact runs POT in Python on the host and cannot run under "

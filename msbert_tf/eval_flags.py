@@ -8,7 +8,6 @@ from msbert_tf.inference.evaluation import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCE
 flags.DEFINE_list("thresholds", [str(t) for t in DEFAULT_THRESHOLDS], "Exit thresholds to sweep, in [0, 1] (0 runs "
                   "every layer, 1 exits at the first).")
 flags.DEFINE_alias("speeds", "thresholds")  # the name of earlier versions
-flags.DEFINE_string("uncertainty", None, "Exit rule: entropy (default), topk, learned (fitted by calibrate) or patience (regression: the only one).")
 flags.DEFINE_list("tolerances", [str(t) for t in DEFAULT_TOLERANCES],
                   "Regression with patience: how far two exits' values may differ and agree.")
 flags.DEFINE_integer("top_k", 2, "K of the top-K rule.")
@@ -27,7 +26,8 @@ def _numbers(flag):
         raise UserInputError(f"--{flag} must be numbers, got {','.join(FLAGS[flag].value)}.") from None
 
 
-def sweep_settings():
-    """The evaluation flags as keyword arguments of `evaluate_file` / `sweep_rules`."""
-    return {"uncertainty": FLAGS.uncertainty, "thresholds": _numbers("thresholds"), "top_k": FLAGS.top_k,
+def sweep_settings(uncertainty):
+    """The evaluation flags, with the exit rule each command takes its own
+    way, as keyword arguments of `evaluate_file` / `sweep_rules`."""
+    return {"uncertainty": uncertainty, "thresholds": _numbers("thresholds"), "top_k": FLAGS.top_k,
             "tolerances": _numbers("tolerances")}

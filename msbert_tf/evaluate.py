@@ -18,6 +18,8 @@ flags.DEFINE_string("data_file", None, "Labelled file in the task's GLUE layout 
 flags.DEFINE_string("task", None, "Task of the file; must be the run's task (default: the run's).")
 flags.DEFINE_string("output", None, "Report path (.json); default RUN/eval/report.json.")
 flags.DEFINE_integer("max_examples", None, "Evaluate only the first N rows.")
+flags.DEFINE_string("uncertainty", None, "Exit rule: entropy, topk, learned (fitted by calibrate) or patience "
+                    "(regression: the only one); default: the run's certified one.")
 FLAGS = flags.FLAGS
 # The evaluation's flags are this command's too: --help lists them.
 flags.adopt_module_key_flags(eval_flags)
@@ -40,7 +42,7 @@ def main(argv):
         raise UserInputError(f"--task={FLAGS.task} but {FLAGS.run_dir} was trained on {trained.task.name}.")
     result = evaluate_file(
         trained, FLAGS.data_file, max_drop=FLAGS.max_drop, max_examples=FLAGS.max_examples,
-        timing_examples=FLAGS.timing_examples, **eval_flags.sweep_settings(),
+        timing_examples=FLAGS.timing_examples, **eval_flags.sweep_settings(FLAGS.uncertainty),
     )
     report.write_report(folder, result, prefix=os.path.splitext(name)[0])
     print(report.markdown(result))

@@ -86,6 +86,8 @@ HELP = {
     "teacher_from": "Reuse the fine-tuned teacher of this run folder.",
     "strategy": "tf.distribute: default, mirrored, multi_worker (TF_CONFIG) or tpu.",
     "tpu": "--strategy=tpu: the TPU's name or grpc:// address.",
+    "uncertainty": "Exit rule certified at the end and swept on dev: entropy, topk, patience or learned (fitted "
+                   "then); default: entropy (regression: patience).",
 }
 # Flag names of earlier versions, kept working: old name -> setting name.
 ALIASES = {
@@ -171,6 +173,7 @@ def main(argv):
     from msbert_tf.inference.calibration import calibrate_after_training
     from msbert_tf.inference.evaluation import check_max_drop, evaluate, sweep_rules
     from msbert_tf.inference.loading import TrainedRun
+    from msbert_tf.inference.predict import learned_weights
     from msbert_tf.run_dir import RunDir
     from msbert_tf.training.trainer import train
 
@@ -179,22 +182,25 @@ def main(argv):
     config = resolve_config(FLAGS)
     start = time.time()
     task = resolve_task(config.data)
-    # Bad thresholds fail now, not after an hour of training.
+    # Bad thresholds fail now, not after an hour of training; the learned
+    # rule's are entropy's, checked so before its weights exist.
     check_max_drop(FLAGS.max_drop)
-    sweep_rules(task, 2, **eval_flags.sweep_settings())
+    sweep_rules(task, 2, **eval_flags.sweep_settings("entropy" if config.uncertainty == "learned" else config.uncertainty))
     result = train(config, FLAGS.output_dir)
     if not result.chief:
         logging.info("training done; the chief worker evaluates and writes the report.")
         return
     # The default threshold of predict and export: certified on held-out
     # rows; the dev pick below stays in the report, uncertified.
-    calibration = calibrate_after_training(
-        TrainedRun(config, result.task, result.classifier, result.preprocessor, RunDir(FLAGS.output_dir))
-    )
-    # The sweep reads the final prediction calibration chose, as `evaluate` does.
+    trained = TrainedRun(config, result.task, result.classifier, result.preprocessor, RunDir(FLAGS.output_dir))
+    calibration = calibrate_after_training(trained, top_k=FLAGS.top_k)
+    # The sweep reads the rule and final prediction calibration chose, as `evaluate` does.
+    uncertainty, final_exits = calibration["uncertainty"], calibration["final_exits"]
+    weights = learned_weights(trained, final_exits) if uncertainty == "learned" else None
     rules = [
-        dataclasses.replace(rule, final_exits=calibration["final_exits"])
-        for rule in sweep_rules(task, result.classifier.num_layers, **eval_flags.sweep_settings())
+        dataclasses.replace(rule, final_exits=final_exits)
+        for rule in sweep_rules(task, result.classifier.num_layers, **eval_flags.sweep_settings(uncertainty),
+                                weights=weights)
     ]
     evaluation = evaluate(
         result.classifier, result.dev_split, rules, FLAGS.max_drop,

@@ -2,6 +2,7 @@
 risk curve, the order of the tests, the degenerate cases and bad input."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -218,6 +219,29 @@ def test_evaluate_sweeps_the_learned_rule(tiny_run, tmp_path):
     sweep = json.loads((tmp_path / "eval.json").read_text())["sweep"]
     assert [p["uncertainty"] for p in sweep] == ["learned"] * 3
     assert sweep[0]["mean_exit_layer"] == 2 and sweep[-1]["mean_exit_layer"] == 1
+
+
+def test_training_ends_by_certifying_the_rule_its_config_names(tiny_run):
+    """`uncertainty` in the config (the SST-2 preset's: learned) is the rule
+    training's last step fits and certifies; evaluate then sweeps it."""
+    from msbert_tf import MSBert
+    from msbert_tf.inference.calibration import calibrate_after_training
+    from msbert_tf.inference.evaluation import evaluate_file
+    from tests.conftest import GLUE_DIR
+
+    trained = MSBert.load(tiny_run)._trained
+    if os.path.exists(trained.run.exit_model):  # fitted by an earlier test: this one must fit it
+        os.remove(trained.run.exit_model)
+    trained.config.uncertainty = "learned"
+    record = calibrate_after_training(trained)
+    assert record["uncertainty"] == "learned" and record["calibration_rows"] == 240
+    assert os.path.exists(trained.run.exit_model)
+    assert json.loads(open(f"{tiny_run}/exit_threshold.json").read()) == record
+    sweep = evaluate_file(trained, f"{GLUE_DIR}/SST-2/dev.tsv", thresholds=[0, 1], max_examples=16,
+                          timing_examples=0)["sweep"]
+    assert [p["uncertainty"] for p in sweep] == ["learned", "learned"]
+    trained.config.uncertainty = None
+    assert calibrate_after_training(trained)["uncertainty"] == "entropy"
 
 
 def _three_exits(n=1000):

@@ -42,6 +42,7 @@ def test_unknown_field_is_named():
         ({"distill": {"sinkhorn_epsilon": 0}}, "sinkhorn_epsilon"),
         ({"distill": {"layer_weight_temperature": 0}}, "layer_weight_temperature"),
         ({"distill": {"disagreement_penalty": -1.0}}, "distill.disagreement_penalty must be 0 \\(off\\) or more"),
+        ({"uncertainty": "fast"}, "uncertainty='fast' is not one of entropy, topk, patience, learned"),
     ],
 )
 def test_bad_values_are_rejected(values, message):

@@ -124,6 +124,16 @@ def test_a_regression_refuses_the_disagreement_penalty_before_training(glue_dir,
         DistillationLoss(DistillConfig(disagreement_penalty=1.0), num_layers=3, hidden_dim=16, regression=True)
 
 
+def test_a_regression_refuses_a_classification_rule_before_training(glue_dir, tmp_path):
+    from msbert_tf.training.trainer import train
+
+    config = tiny_config(glue_dir)
+    config.data.task, config.uncertainty = "stsb", "learned"
+    with pytest.raises(UserInputError, match="uncertainty=learned reads class probabilities; stsb is a regression"):
+        train(config, str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
 def test_stsb_from_tfds_reads_float_scores(monkeypatch):
     """TFDS's STS-B label is a float feature without class names."""
     import types

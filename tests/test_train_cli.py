@@ -37,8 +37,10 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     # Not a terminal: a line per part, no progress bar's control characters.
     assert not any(c in done.stderr for c in ("\x08", "\r", "\x1b[")), done.stderr[-500:]
     assert "evaluating 200 rows: every exit, 4 exit rule(s)." in done.stderr
-    assert "certifying an exit threshold (entropy rule) on 600 rows" in done.stderr
+    # The preset's rule: fitted on training rows, then certified.
+    assert "certifying an exit threshold (learned rule) on 600 rows" in done.stderr
     report = json.loads((out / "report.json").read_text())
+    assert [p["uncertainty"] for p in report["sweep"]] == ["learned"] * 4
     assert len(report["dev"]["exits"]) == 6
     assert report["dev"]["teacher"] == report["dev"]["exits"][-1]
     dev = readers.read_split(tasks.get_task("sst2"), "dev", glue_dir).take(200)
@@ -90,8 +92,8 @@ def test_cli_trains_minilm_and_reports_every_exit(glue_dir, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     # Timing, the slow part, says where it is: a line per rule and batch size.
-    assert "wall clock at batch 1, rule 2 of 4 (entropy 0.3): " in done.stderr
-    assert "wall clock at batch 32, rule 4 of 4 (entropy 1.0): " in done.stderr
+    assert "wall clock at batch 1, rule 2 of 4 (learned 0.3): " in done.stderr
+    assert "wall clock at batch 32, rule 4 of 4 (learned 1.0): " in done.stderr
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     for got, want in zip(evaluated["sweep"], report["sweep"]):
         assert (got["metric"], got["exit_histogram"]) == (want["metric"], want["exit_histogram"])
@@ -127,7 +129,7 @@ def _train_in_process(capsys, monkeypatch, *args):
         (["--uncertainty=topk", "--top_k=3"], "top_k must be between 2 and the number of labels (2)"),
         (["--uncertainty=patience", "--thresholds=0.5"], "the patience rule sweeps every patience"),
         (["--tolerances=0.1"], "--tolerances applies to regression tasks"),
-        (["--uncertainty=learned"], "the learned rule is fitted after training"),
+        (["--uncertainty=fast"], "'fast'"),
     ],
 )
 def test_bad_thresholds_fail_before_training(tmp_path, capsys, monkeypatch, args, message):

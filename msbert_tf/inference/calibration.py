@@ -294,14 +294,15 @@ def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFA
     `trained` run) and writes it to `RUN/exit_threshold.json`, the default of
     predict, export and the SavedModel. Returns the record. `final_exits`:
     the final predictions tried (the mean of the last k exits; see
-    `calibrate`); `(1,)` keeps the last exit alone."""
+    `calibrate`); `(1,)` keeps the last exit alone. `uncertainty`: default,
+    the rule the run's config names, else the task's."""
     from msbert_tf.inference.loading import load_run
     from msbert_tf.inference.predict import learned_weights
 
     # Levels and rule first: a bad one is refused before any model runs.
     risk_control.check_levels(max_risk, confidence)
     trained = trained or load_run(run_dir)
-    uncertainty = uncertainty or default_uncertainty(trained.task)
+    uncertainty = uncertainty or trained.config.uncertainty or default_uncertainty(trained.task)
     for k in final_exits:
         ExitRule("patience", final_exits=k).validate(trained.classifier.num_labels)
     final_exits = finals_for(trained, final_exits)
@@ -331,12 +332,13 @@ def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFA
     return record
 
 
-def calibrate_after_training(trained):
-    """Training's last step: the certified threshold at the defaults. Too few
-    held-out rows (a small or custom run) are not a failure of the training:
-    the run then keeps the full model, and says why."""
+def calibrate_after_training(trained, top_k=2):
+    """Training's last step: the certified threshold at the defaults (`top_k`:
+    the K of a top-K rule). Too few held-out rows (a small or custom run) are
+    not a failure of the training: the run then keeps the full model, and
+    says why."""
     try:
-        return calibrate_run(trained=trained)
+        return calibrate_run(trained=trained, top_k=top_k)
     except risk_control.TooFewRows as e:
         record = {
             "uncertainty": default_uncertainty(trained.task), "threshold": 0.0, "top_k": None, "patience": None,

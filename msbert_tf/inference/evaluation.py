@@ -91,8 +91,11 @@ def evaluate_file(trained, data_file, uncertainty=None, thresholds=None, top_k=2
     check_max_drop(max_drop)
     if max_examples is not None and max_examples < 1:
         raise UserInputError(f"--max_examples must be at least 1, got {max_examples}.")
-    # The run's final prediction (the mean of its last exits, as calibrated) is the sweep's too.
-    final_exits = trained.run.load_threshold().get("final_exits", 1)
+    # The run's rule and final prediction (the mean of its last exits), as
+    # calibrated, are the sweep's unless another rule is asked for.
+    chosen = trained.run.load_threshold()
+    uncertainty = uncertainty or chosen.get("uncertainty")
+    final_exits = chosen.get("final_exits", 1)
     weights = learned_weights(trained, final_exits) if uncertainty == "learned" else None
     rules = [
         dataclasses.replace(rule, final_exits=final_exits)

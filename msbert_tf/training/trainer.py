@@ -206,6 +206,11 @@ def train(config, output_dir, verbose="auto"):
             f"distill.disagreement_penalty needs labels to disagree on; {task.name} is a regression: "
             "set --disagreement_penalty=0."
         )
+    if task.regression and config.uncertainty not in (None, "patience"):
+        raise UserInputError(
+            f"uncertainty={config.uncertainty} reads class probabilities; {task.name} is a regression, whose "
+            "exits stop by patience: drop --uncertainty."
+        )
     if config.teacher_from:
         check_teacher_source(config)
     run = run_dir_lib.RunDir(output_dir)
