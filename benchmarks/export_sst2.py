@@ -27,6 +27,7 @@ Prints the results and writes them, with `lscpu`'s model and flags and the
 commit, to export_bench.json in --output_dir.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -65,20 +66,21 @@ SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 def decision_us(trained, rule, probs):
-    """Microseconds the runner's exit decision (`ExitRule.exits_after`) takes
+    """Microseconds the runner's exit decision (`ExitRule.decider`) takes
     after a stage, for the run's rule and, where the run has one, the learned
-    rule: each stage of every dev sentence, on the exits seen so far."""
+    rule: each stage but the last of every dev sentence, a decider per sentence."""
     rules = {rule.kind: rule}
     model = trained.run.load_exit_model()
-    if model is not None:
+    if model is not None and rule.kind != "learned":
         rules["learned"] = ExitRule("learned", rule.threshold, weights=tuple(map(tuple, model["weights_by_final_exits"]["1"])))
     out = {}
     for kind, each in rules.items():
-        seen = [probs[i, : layer + 1] for i in range(len(probs)) for layer in range(probs.shape[1] - 1)]
         start = time.perf_counter()
-        for outputs in seen:
-            each.exits_after(outputs)
-        out[kind] = round(1e6 * (time.perf_counter() - start) / len(seen), 2)
+        for sentence in probs:
+            leaves = each.decider()
+            for output in sentence[:-1]:
+                leaves(output)
+        out[kind] = round(1e6 * (time.perf_counter() - start) / (len(probs) * (probs.shape[1] - 1)), 2)
     return out
 
 
@@ -162,7 +164,7 @@ def main(argv):
         chains[mode] = np.asarray([list(runner.stage_outputs(ids)) for ids in encoded])
     float_probs = chains.get("none", keras_probs)
     pairs = [
-        [simulate(p, ExitRule(rule.kind, threshold, rule.top_k)) for p in (float_probs, keras_probs)]
+        [simulate(p, dataclasses.replace(rule, threshold=threshold)) for p in (float_probs, keras_probs)]
         for threshold in SWEEP
     ]
     results["parity"] = {

@@ -1,5 +1,6 @@
-"""The exit decision is written once, in numpy (`ExitRule.sure`) and TF
-(`graph_sure`) side by side: the two agree exit by exit for every rule."""
+"""The exit decision is written in numpy for a batch (`ExitRule.sure`) and
+for one example an exit at a time (`ExitRule.decider`, the on-device loop's),
+and in TF (`graph_sure`) side by side: all agree exit by exit for every rule."""
 
 import dataclasses
 
@@ -50,6 +51,12 @@ def test_graph_decision_equals_numpy_decision(index):
         got.append(sure.numpy())
     np.testing.assert_array_equal(np.stack(got, axis=1), want)
     assert 0 < want.mean() < 1  # both decisions occur
+    # A decider per example, fed its exits one at a time.
+    stepped = []
+    for row in probs[:, :-1]:
+        leaves = rule.decider()
+        stepped.append([leaves(output) for output in row])
+    np.testing.assert_array_equal(np.array(stepped), want)
 
 
 def test_regression_patience_within_tolerance():
@@ -63,3 +70,5 @@ def test_regression_patience_within_tolerance():
                                  tf.constant(0.25, tf.float64), None)
         got.append(bool(sure.numpy()[0]))
     assert got == [False, False, True, False]
+    leaves = rule.decider()
+    assert [leaves(value) for value in values[0]] == [False, False, True, False]

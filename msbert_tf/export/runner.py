@@ -193,14 +193,13 @@ class LiteRTRunner:
         if patience is not None:
             rule = dataclasses.replace(rule, patience=patience)
         rule.validate(len(self.manifest["labels"]))
-        seen = []
+        seen, leaves = [], rule.decider()
         for layer, output in enumerate(self.stage_outputs(inputs)):
             seen.append(output)
-            # The learned and patience rules read every exit so far; the others only the last.
             if layer == len(self.stages) - 1:
                 output = np.mean(seen[-rule.final_exits:], axis=0)
                 break
-            if rule.exits_after(np.stack(seen)):
+            if leaves(output):
                 break
         if self.manifest["output"] == "value":
             return {"value": float(output[0]), "exit_layer": layer + 1}

@@ -47,6 +47,18 @@ def uncertainty(probs, weights):
     return 1.0 / (1.0 + np.exp(logits))
 
 
+def layer_uncertainty(p, run, previous_top, weights):
+    """`uncertainty` of one example's newest exit, from what the exits before
+    it leave (numpy, for the on-device loop; `layer_uncertainty_tf` is its TF
+    form): `p` its N probabilities (float64), the agreeing run ending at it,
+    the previous exit's top probability (0 before the first) and this exit's
+    row of weights. Returns (uncertainty, top probability)."""
+    top = np.sort(p)[::-1]
+    agree = float(run > 0)
+    f = np.array([top[0], entropy(p), top[0] - top[1], agree, run, previous_top, top[0] * agree])
+    return 1.0 / (1.0 + np.exp(f @ weights[:-1] + weights[-1])), top[0]
+
+
 def layer_uncertainty_tf(outputs, previous_label, run, previous_top, weights):
     """`uncertainty` of one exit in TF ops: `outputs` B x N of this exit, the
     previous exit's label (NaN before the first), the agreeing run so far

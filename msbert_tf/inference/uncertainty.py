@@ -103,11 +103,33 @@ class ExitRule:
             return agreeing_run(predictions, self.tolerance) >= self.patience
         return self.uncertainty(outputs) <= self.threshold
 
-    def exits_after(self, outputs):
-        """Whether one example leaves after the last of its exits so far
-        (`outputs`: exits x N): the decision an on-device loop makes after
-        each stage."""
-        return bool(self.sure(np.asarray(outputs)[None])[0, -1])
+    def decider(self):
+        """The decision an on-device loop makes after each stage, for one
+        example: a function of its newest exit's output (N values) -> whether
+        to leave there. It carries what the patience and learned rules read of
+        the exits before (the agreeing run, the last label and top
+        probability), as `graph_sure` does in TF, rather than reading every
+        exit again after each stage; `sure` is its batch form (tested equal).
+        A new example takes a new decider."""
+        if self.kind in ("entropy", "topk"):
+            return lambda output: bool(self.uncertainty(np.asarray(output, np.float64)) <= self.threshold)
+        weights = None if self.weights is None else np.asarray(self.weights, np.float64)
+        state = {"exit": 0, "previous": np.nan, "run": 0, "top": 0.0}
+
+        def decide(output):
+            p = np.asarray(output, np.float64)
+            current = p[0] if p.shape[-1] == 1 else float(p.argmax())
+            tolerance = self.tolerance if self.kind == "patience" else 0.0
+            # NaN before the first exit: it agrees with nothing.
+            state["run"] = state["run"] + 1 if abs(current - state["previous"]) <= tolerance else 0
+            state["previous"] = current
+            if self.kind == "patience":
+                return state["run"] >= self.patience
+            u, state["top"] = learned_exit.layer_uncertainty(p, state["run"], state["top"], weights[state["exit"]])
+            state["exit"] += 1
+            return bool(u <= self.threshold)
+
+        return decide
 
     def uncertainty(self, probs):
         if self.kind == "learned":
