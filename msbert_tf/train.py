@@ -175,17 +175,20 @@ def main(argv):
     from msbert_tf.inference.loading import TrainedRun
     from msbert_tf.inference.predict import learned_weights
     from msbert_tf.run_dir import RunDir
-    from msbert_tf.training.trainer import train
+    from msbert_tf.training.trainer import check_task_settings, train
 
     if not FLAGS.output_dir:
         raise UserInputError("--output_dir is required: the run folder to write (or resume).")
     config = resolve_config(FLAGS)
     start = time.time()
     task = resolve_task(config.data)
-    # Bad thresholds fail now, not after an hour of training; the learned
-    # rule's are entropy's, checked so before its weights exist.
+    # Bad settings and thresholds fail now, not after an hour of training;
+    # the learned rule's thresholds are entropy's, checked so before its
+    # weights exist.
+    check_task_settings(config, task)
     check_max_drop(FLAGS.max_drop)
-    sweep_rules(task, 2, **eval_flags.sweep_settings("entropy" if config.uncertainty == "learned" else config.uncertainty))
+    early = "entropy" if config.uncertainty == "learned" else config.uncertainty
+    sweep_rules(task, 2, **eval_flags.sweep_settings(early))
     result = train(config, FLAGS.output_dir)
     if not result.chief:
         logging.info("training done; the chief worker evaluates and writes the report.")

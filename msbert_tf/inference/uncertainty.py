@@ -114,12 +114,12 @@ class ExitRule:
         if self.kind in ("entropy", "topk"):
             return lambda output: bool(self.uncertainty(np.asarray(output, np.float64)) <= self.threshold)
         weights = None if self.weights is None else np.asarray(self.weights, np.float64)
+        tolerance = self.tolerance if self.kind == "patience" else 0.0
         state = {"exit": 0, "previous": np.nan, "run": 0, "top": 0.0}
 
         def decide(output):
             p = np.asarray(output, np.float64)
             current = p[0] if p.shape[-1] == 1 else float(p.argmax())
-            tolerance = self.tolerance if self.kind == "patience" else 0.0
             # NaN before the first exit: it agrees with nothing.
             state["run"] = state["run"] + 1 if abs(current - state["previous"]) <= tolerance else 0
             state["previous"] = current

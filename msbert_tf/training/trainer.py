@@ -191,16 +191,9 @@ def import_teacher(classifier, config, task):
     return {**source.load_stages().get("teacher", {}), "copied_from": config.teacher_from}
 
 
-def train(config, output_dir, verbose="auto"):
-    """Fine-tunes the teacher, then distils the exit heads; resumes where it stopped.
-
-    `verbose="auto"`: a progress bar when a person watches (stderr is a
-    terminal), else one line per part, with no control characters in log files.
-    """
-    if verbose == "auto":
-        verbose = 1 if sys.stderr.isatty() else 2
-    config.validate()
-    task = readers.resolve_task(config.data)
+def check_task_settings(config, task):
+    """Refuses the settings `task` cannot take (a regression has no labels to
+    disagree on nor class probabilities to read), before anything runs."""
     if task.regression and config.distill.disagreement_penalty:
         raise UserInputError(
             f"distill.disagreement_penalty needs labels to disagree on; {task.name} is a regression: "
@@ -211,6 +204,19 @@ def train(config, output_dir, verbose="auto"):
             f"uncertainty={config.uncertainty} reads class probabilities; {task.name} is a regression, whose "
             "exits stop by patience: drop --uncertainty."
         )
+
+
+def train(config, output_dir, verbose="auto"):
+    """Fine-tunes the teacher, then distils the exit heads; resumes where it stopped.
+
+    `verbose="auto"`: a progress bar when a person watches (stderr is a
+    terminal), else one line per part, with no control characters in log files.
+    """
+    if verbose == "auto":
+        verbose = 1 if sys.stderr.isatty() else 2
+    config.validate()
+    task = readers.resolve_task(config.data)
+    check_task_settings(config, task)
     if config.teacher_from:
         check_teacher_source(config)
     run = run_dir_lib.RunDir(output_dir)
