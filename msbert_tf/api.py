@@ -17,7 +17,7 @@ import os
 
 from msbert_tf.config import RunConfig
 from msbert_tf.errors import UserInputError
-from msbert_tf.inference.risk_control import DEFAULT_CONFIDENCE, DEFAULT_FINAL_EXITS, DEFAULT_MAX_RISK, DEFAULT_RISK
+from msbert_tf.inference.risk_control import DEFAULT_CONFIDENCE, DEFAULT_MAX_RISK, DEFAULT_RISK
 
 
 class MSBert:
@@ -89,19 +89,20 @@ class MSBert:
         return MSBert(output_dir, config=config).fit(verbose=verbose)
 
     def calibrate(self, data_file=None, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
-                  confidence=DEFAULT_CONFIDENCE, uncertainty=None, top_k=2, final_exits=DEFAULT_FINAL_EXITS):
+                  confidence=DEFAULT_CONFIDENCE, uncertainty=None, top_k=2, final_exits=None):
         """Certifies the exit threshold on rows the model never trained on
         (default: the rows training held out) and makes it the default of
         `predict` and export; returns the record (`record["summary"]` says
         it in words). `final_exits`: the final predictions tried, each the
-        mean of the last k exits (1: the last exit alone). `uncertainty`:
-        default, the rule of the run's config (the SST-2 preset's: learned)."""
+        mean of the last k exits (1: the last exit alone). `uncertainty` and
+        `final_exits`: default, the run config's (the SST-2 preset's: learned,
+        and the mean of the last 4 alone)."""
         from msbert_tf.inference.calibration import calibrate_run
 
         self._require_trained()
         self.calibration = calibrate_run(
             data_file=data_file, risk=risk, max_risk=max_risk, confidence=confidence,
-            uncertainty=uncertainty, top_k=top_k, trained=self._trained, final_exits=tuple(final_exits),
+            uncertainty=uncertainty, top_k=top_k, trained=self._trained, final_exits=final_exits,
         )
         return self.calibration
 

@@ -17,7 +17,7 @@ from absl import flags
 from msbert_tf import cli
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference.risk_control import (
-    DEFAULT_CONFIDENCE, DEFAULT_DISAGREEMENT_TOLERANCE, DEFAULT_FINAL_EXITS, DEFAULT_MAX_RISK, DEFAULT_RISK, RISKS,
+    DEFAULT_CONFIDENCE, DEFAULT_DISAGREEMENT_TOLERANCE, DEFAULT_MAX_RISK, DEFAULT_RISK, RISKS,
     parse_final_exits,
 )
 
@@ -33,9 +33,10 @@ flags.DEFINE_string("uncertainty", None, "entropy, topk, learned or patience (de
 flags.DEFINE_integer("top_k", 2, "K of the top-K rule.")
 flags.DEFINE_float("disagreement_tolerance", DEFAULT_DISAGREEMENT_TOLERANCE,
                    "Regression: values further apart than this disagree.")
-flags.DEFINE_list("final_exits", [str(k) for k in DEFAULT_FINAL_EXITS],
+flags.DEFINE_list("final_exits", None,
                   "The final predictions tried: k averages the last k exits (1: the last exit alone); "
-                  "the fastest certified is kept, the choice paid for in confidence.")
+                  "the fastest certified is kept, the choice paid for in confidence. Default: the run "
+                  "config's (1,2,3,4 unless it names others).")
 FLAGS = flags.FLAGS
 
 
@@ -46,7 +47,8 @@ def main(argv):
         raise UserInputError("--run_dir is required: the run folder to calibrate.")
     record = calibrate_run(
         FLAGS.run_dir, FLAGS.data_file, FLAGS.risk, FLAGS.max_risk, FLAGS.confidence,
-        FLAGS.uncertainty, FLAGS.top_k, FLAGS.disagreement_tolerance, final_exits=parse_final_exits(FLAGS.final_exits),
+        FLAGS.uncertainty, FLAGS.top_k, FLAGS.disagreement_tolerance,
+        final_exits=None if FLAGS.final_exits is None else parse_final_exits(FLAGS.final_exits),
     )
     print(record["summary"])
     print(json.dumps(record, indent=2))

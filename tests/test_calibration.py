@@ -9,7 +9,7 @@ import pytest
 
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference import risk_control
-from msbert_tf.inference.calibration import calibrate, candidates, oracle_exit_layers
+from msbert_tf.inference.calibration import calibrate, candidates, oracle_exit_layers, summary
 from msbert_tf.inference.early_exit import simulate
 from msbert_tf.inference.uncertainty import entropy
 
@@ -244,6 +244,29 @@ def test_training_ends_by_certifying_the_rule_its_config_names(tiny_run):
     assert calibrate_after_training(trained)["uncertainty"] == "entropy"
 
 
+def test_the_final_exits_a_config_names_are_all_the_certificate_tries(tiny_run):
+    """One final named in advance (the SST-2 preset's) is certified at the
+    asked confidence; several share it (Bonferroni) and the fastest is kept."""
+    from msbert_tf import MSBert
+    from msbert_tf.inference.calibration import calibrate_after_training
+
+    model = MSBert.load(tiny_run)
+    config = model._trained.config
+    assert config.final_exits == (1, 2, 3, 4)  # 2 layers: 1 and 2 are tried
+    # 240 rows pay for two finals at 5%, not at training's 1%.
+    several = model.calibrate(max_risk=0.05)
+    assert set(several["final_exits_tried"]) == {"1", "2"} and several["family_confidence"] == 0.95
+    config.final_exits = (2,)
+    alone = calibrate_after_training(model._trained)
+    assert alone["final_exits"] == 2 and "final_exits_tried" not in alone
+    assert alone["family_confidence"] == alone["confidence"] == 0.9 and alone["calibration_rows"] == 240
+    assert json.loads(open(f"{tiny_run}/exit_threshold.json").read())["final_exits"] == 2
+    # An explicit choice still overrides the config's.
+    assert model.calibrate(max_risk=0.05, final_exits=[1])["final_exits"] == 1
+    config.final_exits = (1, 2, 3, 4)
+    model.calibrate()
+
+
 def _three_exits(n=1000):
     """Exits 1 and 2 sure of class 0; the last says class 1 on 30% of rows,
     where the mean of the last two still says class 0."""
@@ -277,6 +300,11 @@ def test_a_final_prediction_less_accurate_on_labelled_rows_is_not_chosen():
                        labels=labels, final_exits=(1, 2))
     assert record["final_exits"] == 1
     assert record["final_exits_tried"]["2"]["final_accuracy"] == 0.7 < record["final_accuracy"] == 1.0
+    # Named alone, the final is kept, and the record and its words say what it costs against the last exit.
+    named = calibrate(probs, np.full(1000, 8), spec, max_risk=MAX_RISK, confidence=CONFIDENCE,
+                      labels=labels, final_exits=(2,))
+    assert named["final_exits"] == 2 and (named["final_accuracy"], named["last_exit_accuracy"]) == (0.7, 1.0)
+    assert "(70.0% accurate on these rows, the last exit alone 100.0%)" in summary(named)
 
 
 def test_rows_too_few_for_the_stricter_level_try_the_last_exit_alone():

@@ -43,6 +43,9 @@ def test_unknown_field_is_named():
         ({"distill": {"layer_weight_temperature": 0}}, "layer_weight_temperature"),
         ({"distill": {"disagreement_penalty": -1.0}}, "distill.disagreement_penalty must be 0 \\(off\\) or more"),
         ({"uncertainty": "fast"}, "uncertainty='fast' is not one of entropy, topk, patience, learned"),
+        ({"final_exits": []}, r"final_exits must be one or more whole numbers >= 1 \(1: the last exit alone\), got \[\]"),
+        ({"final_exits": [0, 4]}, r"final_exits must be one or more whole numbers >= 1 .*got \[0, 4\]"),
+        ({"final_exits": ["4"]}, r"final_exits must be one or more whole numbers >= 1 .*got \['4'\]"),
     ],
 )
 def test_bad_values_are_rejected(values, message):

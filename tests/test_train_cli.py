@@ -160,6 +160,7 @@ def test_evaluate_refuses_a_run_without_heads(tmp_path):
         (["--head_dim=127"], "model.head_dim must be a positive multiple of model.head_num_heads (2), got 127"),
         (["--config=configs/nope.json"], "config file configs/nope.json does not exist"),
         (["--task=stsb", "--uncertainty=learned"], "uncertainty=learned reads class probabilities; stsb is a regression"),
+        (["--final_exits=7,8"], "final_exits=7,8 averages more exits than the model has (6): give whole numbers up to 6"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line(tmp_path, capsys, monkeypatch, args, message):

@@ -30,7 +30,7 @@ from msbert_tf.inference.early_exit import exit_outputs, predictions_of, simulat
 from msbert_tf.inference.exit_metrics import exit_logits
 from msbert_tf.inference.sweep import flops_speedup
 from msbert_tf.inference.risk_control import (  # the defaults live there, TensorFlow-free, for the CLI and API
-    DEFAULT_CONFIDENCE, DEFAULT_DISAGREEMENT_TOLERANCE, DEFAULT_FINAL_EXITS, DEFAULT_MAX_RISK, DEFAULT_RISK, RISKS,
+    DEFAULT_CONFIDENCE, DEFAULT_DISAGREEMENT_TOLERANCE, DEFAULT_MAX_RISK, DEFAULT_RISK, RISKS,
 )
 from msbert_tf.inference.uncertainty import ExitRule, default_uncertainty
 
@@ -130,6 +130,9 @@ def calibrate(probs, lengths, spec, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK
     best = max(accurate or tried[:1], key=lambda t: (t["flops_speedup"], -t["final_exits"]))
     # The bound was computed at the family's level, stricter than `confidence`.
     record = dict(best, confidence=confidence, family_confidence=round(level, 6))
+    if "final_accuracy" in record and record["final_exits"] > 1:
+        # A final named in advance is not checked against the last exit: the record says how they compare.
+        record["last_exit_accuracy"] = round(float(last_alone), 5)
     if len(final_exits) > 1:
         record["final_exits_tried"] = {  # string keys: the record is JSON
             str(t["final_exits"]): {key: t[key] for key in ("flops_speedup", "final_accuracy") if key in t} for t in tried
@@ -200,10 +203,9 @@ def summary(record, rows="the calibration set"):
     final = ""
     if record.get("final_exits", 1) > 1:
         final = f" The full model's prediction is the mean of its last {record['final_exits']} exits"
-        tried = record.get("final_exits_tried", {})
-        if "final_accuracy" in tried.get("1", {}):
-            final += (f" ({tried[str(record['final_exits'])]['final_accuracy']:.1%} accurate on these rows, the last "
-                      f"exit alone {tried['1']['final_accuracy']:.1%})")
+        if "last_exit_accuracy" in record:
+            final += (f" ({record['final_accuracy']:.1%} accurate on these rows, the last "
+                      f"exit alone {record['last_exit_accuracy']:.1%})")
         final += "."
     return (
         f"exits before the last layer on {record['exits_before_last']:.0%} of inputs "
@@ -257,18 +259,20 @@ def exit_model_rows(trained, max_rows=EXIT_MODEL_ROWS):
     return rows
 
 
-def finals_for(trained, final_exits=DEFAULT_FINAL_EXITS):
-    """The final predictions a run tries: those within its layers; regression keeps its last exit."""
+def finals_for(trained, final_exits=None):
+    """The final predictions a run tries (default: its config's
+    `final_exits`): those within its layers; regression keeps its last exit."""
     if trained.task.regression:
         return (1,)
+    final_exits = trained.config.final_exits if final_exits is None else final_exits
     return tuple(k for k in final_exits if k <= trained.classifier.num_layers)
 
 
-def fit_exit_model(trained, max_rows=EXIT_MODEL_ROWS, final_exits=DEFAULT_FINAL_EXITS):
+def fit_exit_model(trained, max_rows=EXIT_MODEL_ROWS, final_exits=None):
     """Fits the learned rule on up to `max_rows` of the run's training rows
     (never its calibration rows), once against each final prediction of
-    `final_exits` (whether an exit agrees with it is what the rule learns),
-    and saves it to RUN/exit_model.json."""
+    `final_exits` (default: the run config's; whether an exit agrees with it
+    is what the rule learns), and saves it to RUN/exit_model.json."""
     from msbert_tf.inference import learned_exit
 
     if trained.task.regression:
@@ -289,13 +293,14 @@ def fit_exit_model(trained, max_rows=EXIT_MODEL_ROWS, final_exits=DEFAULT_FINAL_
 def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFAULT_MAX_RISK,
                   confidence=DEFAULT_CONFIDENCE, uncertainty=None, top_k=2,
                   disagreement_tolerance=DEFAULT_DISAGREEMENT_TOLERANCE, trained=None, save=True,
-                  final_exits=DEFAULT_FINAL_EXITS):
+                  final_exits=None):
     """Certifies a threshold for a run folder (or an already loaded
     `trained` run) and writes it to `RUN/exit_threshold.json`, the default of
     predict, export and the SavedModel. Returns the record. `final_exits`:
     the final predictions tried (the mean of the last k exits; see
-    `calibrate`); `(1,)` keeps the last exit alone. `uncertainty`: default,
-    the rule the run's config names, else the task's."""
+    `calibrate`); `(1,)` keeps the last exit alone. `uncertainty` and
+    `final_exits`: default, what the run's config names (the rule, else the
+    task's)."""
     from msbert_tf.inference.loading import load_run
     from msbert_tf.inference.predict import learned_weights
 
@@ -303,6 +308,7 @@ def calibrate_run(run_dir=None, data_file=None, risk=DEFAULT_RISK, max_risk=DEFA
     risk_control.check_levels(max_risk, confidence)
     trained = trained or load_run(run_dir)
     uncertainty = uncertainty or trained.config.uncertainty or default_uncertainty(trained.task)
+    final_exits = trained.config.final_exits if final_exits is None else tuple(final_exits)
     for k in final_exits:
         ExitRule("patience", final_exits=k).validate(trained.classifier.num_labels)
     final_exits = finals_for(trained, final_exits)

@@ -30,10 +30,6 @@ RISKS = ("disagreement", "accuracy_drop")
 DEFAULT_RISK = "disagreement"
 DEFAULT_MAX_RISK = 0.01
 DEFAULT_CONFIDENCE = 0.9
-# The final predictions tried: the mean of the last 1 (the last exit
-# alone) to 4 exits. On SST-2 the mean of exits 3-6 of 6 was more accurate
-# than the last exit and early exit agreed with it more (BENCHMARKS.md).
-DEFAULT_FINAL_EXITS = (1, 2, 3, 4)
 # Regression: two values disagree when further apart than this (score points).
 DEFAULT_DISAGREEMENT_TOLERANCE = 0.25
 

@@ -238,6 +238,12 @@ def train(config, output_dir, verbose="auto"):
 
 def _train_stages(config, task, run, out, verbose):
     classifier, preprocessor = build_classifier(config, task)
+    # Refused before an hour of training, not at the certificate after it.
+    if not task.regression and not any(k <= classifier.num_layers for k in config.final_exits):
+        raise UserInputError(
+            f"final_exits={','.join(map(str, config.final_exits))} averages more exits than the model has "
+            f"({classifier.num_layers}): give whole numbers up to {classifier.num_layers}, e.g. --final_exits=1."
+        )
     train_split, dev_split, calibration = load_splits(config, task, preprocessor)
     if calibration is not None and out is run:
         run.save_calibration_rows(calibration)
