@@ -3,10 +3,11 @@
 from absl import flags
 
 from msbert_tf.errors import UserInputError
-from msbert_tf.inference.evaluation import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCES
+from msbert_tf.inference.evaluation import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCES, LEARNED_THRESHOLDS
 
-flags.DEFINE_list("thresholds", [str(t) for t in DEFAULT_THRESHOLDS], "Exit thresholds to sweep, in [0, 1] (0 runs "
-                  "every layer, 1 exits at the first).")
+flags.DEFINE_list("thresholds", None, "Exit thresholds to sweep, in [0, 1] (0 runs every layer, 1 exits at the "
+                  f"first). Default: {','.join(map(str, DEFAULT_THRESHOLDS))}; the learned rule's, whose uncertainty "
+                  f"lives near 0: {','.join(map(str, LEARNED_THRESHOLDS))}.")
 flags.DEFINE_alias("speeds", "thresholds")  # the name of earlier versions
 flags.DEFINE_list("tolerances", [str(t) for t in DEFAULT_TOLERANCES],
                   "Regression with patience: how far two exits' values may differ and agree.")

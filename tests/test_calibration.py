@@ -226,7 +226,7 @@ def test_training_ends_by_certifying_the_rule_its_config_names(tiny_run):
     training's last step fits and certifies; evaluate then sweeps it."""
     from msbert_tf import MSBert
     from msbert_tf.inference.calibration import calibrate_after_training
-    from msbert_tf.inference.evaluation import evaluate_file
+    from msbert_tf.inference.evaluation import LEARNED_THRESHOLDS, evaluate_file
     from tests.conftest import GLUE_DIR
 
     trained = MSBert.load(tiny_run)._trained
@@ -240,6 +240,10 @@ def test_training_ends_by_certifying_the_rule_its_config_names(tiny_run):
     sweep = evaluate_file(trained, f"{GLUE_DIR}/SST-2/dev.tsv", thresholds=[0, 1], max_examples=16,
                           timing_examples=0)["sweep"]
     assert [p["uncertainty"] for p in sweep] == ["learned", "learned"]
+    # Without thresholds the sweep reads the learned rule's own scale, near 0, not entropy's 0.1 grid.
+    default = evaluate_file(trained, f"{GLUE_DIR}/SST-2/dev.tsv", max_examples=16, timing_examples=0)["sweep"]
+    assert [p["threshold"] for p in default] == list(LEARNED_THRESHOLDS)
+    assert sum(0 < p["threshold"] < 0.1 for p in default) == 8
     trained.config.uncertainty = None
     assert calibrate_after_training(trained)["uncertainty"] == "entropy"
 
