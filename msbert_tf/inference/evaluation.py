@@ -38,7 +38,6 @@ def default_thresholds(uncertainty):
     return LEARNED_THRESHOLDS if uncertainty == "learned" else DEFAULT_THRESHOLDS
 
 
-
 def rules_for(uncertainty, thresholds=None, top_k=2, num_layers=None, tolerances=(0.0,)):
     """Thresholds to sweep (default: `default_thresholds`); for `patience`,
     every patience from 1 to L - 2 (for regression, at each of `tolerances`)."""
