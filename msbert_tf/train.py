@@ -88,8 +88,8 @@ HELP = {
     "tpu": "--strategy=tpu: the TPU's name or grpc:// address.",
     "uncertainty": "Exit rule certified at the end and swept on dev: entropy, topk, patience or learned (fitted "
                    "then); default: entropy (regression: patience).",
-    "final_exits": "Final predictions that certificate tries: k is the mean of the last k exits, 1 the last "
-                   "exit alone; more than one is paid for in confidence.",
+    "final_exits": "Final predictions the certificate at the end tries: k is the mean of the last k exits, 1 "
+                   "the last exit alone; more than one is paid for in confidence.",
 }
 # Flag names of earlier versions, kept working: old name -> setting name.
 ALIASES = {
