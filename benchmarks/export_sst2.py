@@ -42,6 +42,7 @@ from msbert_tf.export.bundle import export_run
 from msbert_tf.export.runner import LiteRTRunner, Stage
 from msbert_tf.inference import flops
 from msbert_tf.inference.early_exit import simulate
+from msbert_tf.inference.evaluation import default_thresholds
 from msbert_tf.inference.exit_metrics import exit_logits
 from msbert_tf.inference.metrics import score
 from msbert_tf.inference.loading import load_run
@@ -61,9 +62,6 @@ flags.DEFINE_list("static_layers", ["1", "2", "3"], "Static first-k-layer graphs
 flags.DEFINE_integer("passes", 3, "Timed passes over the sentences; chain and teacher graph alternate "
                      "pass by pass, and each graph's fastest pass is reported.")
 FLAGS = flags.FLAGS
-
-SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
-
 
 def decision_us(trained, rule, probs):
     """Microseconds the runner's exit decision (`ExitRule.decider`) takes
@@ -163,13 +161,15 @@ def main(argv):
         # E x L x N: every stage of the chain, one example at a time.
         chains[mode] = np.asarray([list(runner.stage_outputs(ids)) for ids in encoded])
     float_probs = chains.get("none", keras_probs)
+    # The sweep's thresholds on the rule's own scale: the learned rule's lie near 0.
+    sweep = default_thresholds(rule.kind)
     pairs = [
         [simulate(p, dataclasses.replace(rule, threshold=threshold)) for p in (float_probs, keras_probs)]
-        for threshold in SWEEP
+        for threshold in sweep
     ]
     results["parity"] = {
         "max_abs_probability_diff": float(np.max(np.abs(float_probs - keras_probs))),
-        "thresholds": list(SWEEP),
+        "thresholds": list(sweep),
         "exit_layers_differing": sum(int(np.sum(a.exit_layers != b.exit_layers)) for a, b in pairs),
         "labels_differing": sum(int(np.sum(a.labels != b.labels)) for a, b in pairs),
     }
