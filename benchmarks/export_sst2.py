@@ -190,7 +190,7 @@ def main(argv):
     latency = []
     spec = flops.model_spec(trained.classifier)
     lengths = np.asarray([ids["token_ids"].shape[1] for ids in encoded])
-    for mode in [m for m in ("none", "dynamic") if m in FLAGS.quantize]:
+    for mode in FLAGS.quantize:
         teacher_path = os.path.join(FLAGS.output_dir, f"teacher_{mode}.tflite")
         litert.write_litert(stages.full_model(trained.classifier), teacher_path, mode)
         for threads in map(int, FLAGS.threads):

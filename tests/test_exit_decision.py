@@ -72,3 +72,23 @@ def test_regression_patience_within_tolerance():
     assert got == [False, False, True, False]
     leaves = rule.decider()
     assert [leaves(value) for value in values[0]] == [False, False, True, False]
+
+
+def test_plain_python_forms_equal_numpy_and_saturate():
+    from msbert_tf.inference.entropy import entropy, entropy_of, top_k_entropy
+
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet([0.2] * 4, size=100)
+    probs[0] = [1.0, 0.0, 0.0, 0.0]  # log 0 is capped, as numpy's form caps it
+    for row in probs:
+        assert entropy_of(row.tolist()) == pytest.approx(entropy(row), abs=1e-12)
+        assert entropy_of(row.tolist(), 2) == pytest.approx(top_k_entropy(row, 2), abs=1e-12)
+    weights = np.random.default_rng(6).normal(size=len(learned_exit.FEATURES) + 1)
+    for row in probs[:, :2] / probs[:, :2].sum(axis=1, keepdims=True):
+        # After an exit that read [0.9, 0.1]: the run is 1 where this exit's label is also 0.
+        got, top = learned_exit.layer_uncertainty(row.tolist(), int(row.argmax() == 0), 0.9, tuple(weights))
+        want = learned_exit.uncertainty(np.stack([[[0.9, 0.1]], [row]], axis=1), np.stack([weights, weights]))[0, 1]
+        assert (got, top) == (pytest.approx(want, abs=1e-12), row.max())
+    # Logits far beyond exp's range saturate to 0 and 1 instead of overflowing.
+    for scale, want in ((1e4, 0.0), (-1e4, 1.0)):
+        assert learned_exit.layer_uncertainty([0.9, 0.1], 1, 0.8, (scale,) * 8)[0] == want

@@ -84,8 +84,9 @@ class Stage:
     -> {output: array}), with the graph's tensor specs (`input_specs`,
     `output_specs`, which the runner checks against its manifest) and the
     interpreter itself at hand, so that a benchmark can time `invoke` apart
-    from the rest of a call. Resizing to the shape a graph already has is
-    free (LiteRT returns early), so every call resizes.
+    from the rest of a call. `run` and `view` are the runner's copy-free
+    path: the chain hands a stage's hidden state to the next stage straight
+    from the interpreter's buffer.
 
     ```python
     stage = Stage("runs/sst2/export/tflite_none/stage_2.tflite")
@@ -101,17 +102,31 @@ class Stage:
         self.input_specs, self.output_specs = tensor_specs(inputs), tensor_specs(outputs)
         self._inputs = {name: detail["index"] for name, detail in inputs.items()}
         self._outputs = {name: detail["index"] for name, detail in outputs.items()}
+        self._shapes = None
 
     def __call__(self, **inputs):
-        if set(inputs) != set(self._inputs):
-            raise UserInputError(f"this graph takes {sorted(self._inputs)}; got {sorted(inputs)}.")
-        for name, value in inputs.items():
-            self.interpreter.resize_tensor_input(self._inputs[name], np.shape(value))
-        self.interpreter.allocate_tensors()
-        for name, value in inputs.items():
-            self.interpreter.set_tensor(self._inputs[name], value)
-        self.interpreter.invoke()
+        self.run(inputs)
         return {name: self.interpreter.get_tensor(index) for name, index in self._outputs.items()}
+
+    def run(self, inputs):
+        """Runs the graph on `inputs` ({name: array}), resizing and
+        re-planning only when their shapes differ from the last call's."""
+        if inputs.keys() != self._inputs.keys():
+            raise UserInputError(f"this graph takes {sorted(self._inputs)}; got {sorted(inputs)}.")
+        shapes = [np.shape(inputs[name]) for name in self._inputs]
+        if shapes != self._shapes:
+            for index, shape in zip(self._inputs.values(), shapes):
+                self.interpreter.resize_tensor_input(index, shape)
+            self.interpreter.allocate_tensors()
+            self._shapes = shapes
+        for name, index in self._inputs.items():
+            self.interpreter.set_tensor(index, inputs[name])
+        self.interpreter.invoke()
+
+    def view(self, name):
+        """Output `name` of the last `run`, in the interpreter's own buffer:
+        valid until this stage runs again."""
+        return self.interpreter.tensor(self._outputs[name])()
 
 
 class LiteRTRunner:
@@ -177,11 +192,13 @@ class LiteRTRunner:
         iterating runs no further stage."""
         mask = np.asarray(inputs["padding_mask"], np.int32)
         feed = {k: np.asarray(v, np.int32) for k, v in inputs.items()}
+        output = self.manifest["output"]
         for stage in self.stages:
-            out = stage(**feed)
-            yield out[self.manifest["output"]][0]
-            if "hidden" in out:
-                feed = {"hidden_in": out["hidden"], "padding_mask": mask}
+            stage.run(feed)
+            yield stage.view(output)[0].copy()
+            if "hidden" in stage.output_specs:
+                # The next stage copies it into its own input: no copy out between.
+                feed = {"hidden_in": stage.view("hidden"), "padding_mask": mask}
 
     def classify_ids(self, inputs, threshold=None, patience=None):
         """Early exit on one example's arrays (1 x T), as the app runs it.

@@ -1,14 +1,21 @@
 """Normalised entropies of exit probabilities, the measure of the entropy
 and top-K rules (`uncertainty`) and a feature of the learned one: the numpy
-forms (simulator, calibration, LiteRT runner) and, side by side, the TF form
-of the early-exit graph (predictor and SavedModel), tested equal.
+forms (simulator, calibration), the plain-Python form of one exit's few
+probabilities (the LiteRT runner's decision after each stage, where numpy's
+call overhead on a handful of numbers costs more than the arithmetic) and,
+side by side, the TF form of the early-exit graph (predictor and
+SavedModel), tested equal.
 
 ```python
+import math
+
 import numpy as np
 import tensorflow as tf
 entropy(np.array([0.5, 0.5])), top_k_entropy(np.array([0.7, 0.2, 0.1]), k=2)  # (1.0, 0.76)
 ```
 """
+
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +30,16 @@ def entropy(probs):
     # At most 1 in exact arithmetic; the cap keeps rounding from lifting a
     # uniform row above threshold 1.
     return np.minimum(-np.sum(probs * np.log(np.maximum(probs, _TINY)), axis=-1) / np.log(n), 1.0)
+
+
+def entropy_of(values, k=None):
+    """`entropy` (or, with `k`, `top_k_entropy`) of one exit's probabilities,
+    a list of Python floats, in plain Python."""
+    if k is not None:
+        values = sorted(values, reverse=True)[:k]
+        total = max(sum(values), _TINY)
+        values = [v / total for v in values]
+    return min(-sum(v * math.log(max(v, _TINY)) for v in values) / math.log(len(values)), 1.0)
 
 
 def top_k_entropy(probs, k):

@@ -18,11 +18,13 @@ uncertainty(probs[:, :-1], weights)      # B x (L - 1), in [0, 1]
 ```
 """
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
 from msbert_tf.inference.agreement import agreeing_run
-from msbert_tf.inference.entropy import entropy, graph_uncertainty
+from msbert_tf.inference.entropy import entropy, entropy_of, graph_uncertainty
 
 FEATURES = ("top_probability", "entropy", "margin", "agrees_with_previous", "agreeing_run",
             "previous_top_probability", "top_probability_x_agrees")
@@ -49,14 +51,20 @@ def uncertainty(probs, weights):
 
 def layer_uncertainty(p, run, previous_top, weights):
     """`uncertainty` of one example's newest exit, from what the exits before
-    it leave (numpy, for the on-device loop; `layer_uncertainty_tf` is its TF
-    form): `p` its N probabilities (float64), the agreeing run ending at it,
-    the previous exit's top probability (0 before the first) and this exit's
-    row of weights. Returns (uncertainty, top probability)."""
-    top = np.sort(p)[::-1]
-    agree = float(run > 0)
-    f = np.array([top[0], entropy(p), top[0] - top[1], agree, run, previous_top, top[0] * agree])
-    return 1.0 / (1.0 + np.exp(f @ weights[:-1] + weights[-1])), top[0]
+    it leave, in plain Python (the on-device loop's, a few floats at a time;
+    `layer_uncertainty_tf` is its TF form): `p` its N probabilities (a list of
+    floats), the agreeing run ending at it, the previous exit's top
+    probability (0 before the first) and this exit's row of weights. Returns
+    (uncertainty, top probability)."""
+    ordered = sorted(p, reverse=True)
+    top, agree = ordered[0], float(run > 0)
+    f = (top, entropy_of(p), top - ordered[1], agree, float(run), previous_top, top * agree)
+    z = sum(x * w for x, w in zip(f, weights)) + weights[-1]
+    # 1 / (1 + e^z), written so that a large |z| neither overflows nor loses the small side.
+    if z > 0:
+        e = math.exp(-z)
+        return e / (1.0 + e), top
+    return 1.0 / (1.0 + math.exp(z)), top
 
 
 def layer_uncertainty_tf(outputs, previous_label, run, previous_top, weights):

@@ -20,6 +20,7 @@ entropy(p), top_k_entropy(p, k=2)  # (0.68, 0.54)
 """
 
 import dataclasses
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +28,7 @@ import tensorflow as tf
 from msbert_tf.errors import UserInputError
 from msbert_tf.inference import learned_exit
 from msbert_tf.inference.agreement import agreeing_run, graph_agreeing_run
-from msbert_tf.inference.entropy import entropy, graph_uncertainty, top_k_entropy  # noqa: F401 - re-exported
+from msbert_tf.inference.entropy import entropy, entropy_of, graph_uncertainty, top_k_entropy  # noqa: F401 - re-exported
 
 RULES = ("entropy", "topk", "patience", "learned")
 # Regression (STS-B, scores 0-5): how close two exits' values must be to agree.
@@ -111,23 +112,26 @@ class ExitRule:
         probability), as `graph_sure` does in TF, rather than reading every
         exit again after each stage; `sure` is its batch form (tested equal).
         A new example takes a new decider."""
+        # Plain Python on each exit's few numbers: numpy's call overhead on them
+        # costs more than the arithmetic, after every stage of every example.
+        threshold = self.threshold
         if self.kind in ("entropy", "topk"):
-            return lambda output: bool(self.uncertainty(np.asarray(output, np.float64)) <= self.threshold)
-        weights = None if self.weights is None else np.asarray(self.weights, np.float64)
+            k = self.top_k if self.kind == "topk" else None
+            return lambda output: entropy_of(np.ravel(output).tolist(), k) <= threshold
         tolerance = self.tolerance if self.kind == "patience" else 0.0
-        state = {"exit": 0, "previous": np.nan, "run": 0, "top": 0.0}
+        state = {"exit": 0, "previous": math.nan, "run": 0, "top": 0.0}
 
         def decide(output):
-            p = np.asarray(output, np.float64)
-            current = p[0] if p.shape[-1] == 1 else float(p.argmax())
+            p = np.ravel(output).tolist()
+            current = p[0] if len(p) == 1 else float(max(range(len(p)), key=p.__getitem__))
             # NaN before the first exit: it agrees with nothing.
             state["run"] = state["run"] + 1 if abs(current - state["previous"]) <= tolerance else 0
             state["previous"] = current
             if self.kind == "patience":
                 return state["run"] >= self.patience
-            u, state["top"] = learned_exit.layer_uncertainty(p, state["run"], state["top"], weights[state["exit"]])
+            u, state["top"] = learned_exit.layer_uncertainty(p, state["run"], state["top"], self.weights[state["exit"]])
             state["exit"] += 1
-            return bool(u <= self.threshold)
+            return u <= threshold
 
         return decide
 
