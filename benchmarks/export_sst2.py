@@ -9,7 +9,7 @@
 - each LiteRT variant: size, agreement of exit layers and labels with the
   float32 chain, dev accuracy at the default threshold and with all layers;
 - batch-1 latency on 1 and 2 threads: the stage chain at the default
-  threshold against one full-teacher graph, float32 and int8, timed in
+  threshold against one full-teacher graph of the same precision, timed in
   alternating passes (--passes; the fastest of each, and the ratio pass
   by pass, as this machine's speed drifts between passes), beside the
   chain's FLOPs speed-up on the same sentences, with its fixed cost per
@@ -37,7 +37,7 @@ from absl import app, flags
 from machine import commit, machine
 
 from msbert_tf.data import readers
-from msbert_tf.export import litert, stages
+from msbert_tf.export import int8, litert, stages
 from msbert_tf.export.bundle import export_run
 from msbert_tf.export.runner import LiteRTRunner, Stage
 from msbert_tf.inference import flops
@@ -55,7 +55,7 @@ flags.DEFINE_string("run_dir", None, "A finished training run.")
 flags.DEFINE_string("output_dir", None, "Where the bundles and the results go.")
 flags.DEFINE_string("data_dir", None, "GLUE-layout folder with SST-2/dev.tsv.")
 flags.DEFINE_float("threshold", None, "Default threshold (default: the run's chosen one).")
-flags.DEFINE_list("quantize", ["none", "dynamic", "float16"], "Variants to build.")
+flags.DEFINE_list("quantize", ["none", "dynamic", "float16", "int8"], "Variants to build.")
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts to time.")
 flags.DEFINE_integer("max_examples", None, "Use only the first N dev rows.")
 flags.DEFINE_list("static_layers", ["1", "2", "3"], "Static first-k-layer graphs to time beside the chain.")
@@ -187,12 +187,14 @@ def main(argv):
         }
     results["variants"] = variants
 
+    # The whole-teacher and first-k-layer int8 graphs calibrate on the rows the bundle's first stage did.
+    id_samples = int8.id_samples(int8.training_sample(trained), trained.preprocessor) if "int8" in FLAGS.quantize else None
     latency = []
     spec = flops.model_spec(trained.classifier)
     lengths = np.asarray([ids["token_ids"].shape[1] for ids in encoded])
     for mode in FLAGS.quantize:
         teacher_path = os.path.join(FLAGS.output_dir, f"teacher_{mode}.tflite")
-        litert.write_litert(stages.full_model(trained.classifier), teacher_path, mode)
+        litert.write_litert(stages.full_model(trained.classifier), teacher_path, mode, id_samples)
         for threads in map(int, FLAGS.threads):
             runner = LiteRTRunner(os.path.join(FLAGS.output_dir, f"tflite_{mode}"), num_threads=threads)
             teacher = Stage(teacher_path, threads)
@@ -223,10 +225,10 @@ def main(argv):
     results["litert_latency_batch1"] = latency
     results["decision_us_per_stage"] = decision_us(trained, rule, float_probs)
     static = []
-    for mode in [m for m in ("none", "dynamic") if m in FLAGS.quantize]:
+    for mode in [m for m in ("none", "dynamic", "int8") if m in FLAGS.quantize]:
         for count in map(int, FLAGS.static_layers):
             path = os.path.join(FLAGS.output_dir, f"first_{count}_layers_{mode}.tflite")
-            litert.write_litert(stages.first_layers_model(trained.classifier, count), path, mode)
+            litert.write_litert(stages.first_layers_model(trained.classifier, count), path, mode, id_samples)
             for threads in map(int, FLAGS.threads):
                 graph = Stage(path, threads)
                 ms, outputs = best_ms(lambda ids: graph(**ids)["probabilities"][0], encoded, FLAGS.passes)

@@ -146,17 +146,23 @@ class MSBert:
         return result
 
     def export(self, output_dir=None, formats=("tflite", "saved_model"), quantize=("none",), max_seq_length=None,
-               threshold=None, uncertainty=None, top_k=None, speed=None, patience=None):
+               threshold=None, uncertainty=None, top_k=None, speed=None, patience=None, representative_file=None):
         """The LiteRT bundles and the SavedModel (default: RUN/export), with the
         run's certified threshold unless `threshold` (earlier: `speed`), or
-        for the patience rule `patience`, is given; their paths."""
+        for the patience rule `patience`, is given; their paths. `quantize`
+        "int8" calibrates its activations on the run's training rows, or on
+        `representative_file` (one example per line; a pair task's two texts
+        tab-separated)."""
+        from msbert_tf.data import readers
         from msbert_tf.export.bundle import export_run
         from msbert_tf.inference.predict import default_rule
 
         self._require_trained()
         rule = default_rule(self._trained, _threshold(threshold, speed), uncertainty, top_k, patience)
         output_dir = output_dir or os.path.join(self.output_dir, "export")
-        return export_run(self._trained, output_dir, tuple(formats), tuple(quantize), max_seq_length, rule)
+        representative = representative_file and readers.read_texts(self._trained.task, representative_file)
+        return export_run(self._trained, output_dir, tuple(formats), tuple(quantize), max_seq_length, rule,
+                          representative)
 
     def _require_trained(self):
         if self._trained is None:

@@ -243,11 +243,11 @@ def test_a_full_disk_during_export_leaves_no_bundle_and_keeps_the_old_one(export
     real = litert.write_litert
     calls = []
 
-    def fills_up(model, path, quantize):
+    def fills_up(model, path, quantize, samples=None):
         calls.append(path)
         if len(calls) == 2:  # the disk fills while stage 2 is written
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(model, path, quantize)
+        return real(model, path, quantize, samples)
 
     monkeypatch.setattr(litert, "write_litert", fills_up)
     with pytest.raises(UserInputError, match="No space left on device.*then export again"):
@@ -374,3 +374,50 @@ def test_a_final_mean_of_the_last_exits_is_the_same_in_keras_litert_and_the_save
     model = tf.saved_model.load(served)
     np.testing.assert_allclose(model.signatures["serving_default"](text=tf.constant(texts))["probabilities"].numpy(),
                                want.probs, atol=1e-5)
+
+
+def test_int8_bundle_takes_int8_into_its_matrix_products_and_stays_near_keras(exported, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from msbert_tf.data.readers import read_split
+    from msbert_tf.data.tasks import get_task
+
+    trained, _, dev = exported
+    rows = tmp_path / "rows.txt"  # dev sentences after the 40 read below
+    rows.write_text("".join(f"{t}\n" for t in read_split(get_task("sst2"), "dev", GLUE_DIR).text_a[40:]))
+    out = MSBert.load(trained.run.path).export(str(tmp_path), formats=("tflite",), quantize=("int8",),
+                                               threshold=0.0, representative_file=str(rows))
+    folder = out[0]
+    for entry in json.load(open(os.path.join(folder, MANIFEST)))["stages"]:
+        graph = Interpreter(os.path.join(folder, entry["file"]))
+        dtypes = {t["index"]: t["dtype"] for t in graph.get_tensor_details()}
+        ops = graph._get_ops_details()
+        matmuls = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+        assert matmuls and all(dtypes[i] == np.int8 for op in matmuls for i in op["inputs"][:2]), entry["file"]
+        # What int8 would cost accuracy stays in float.
+        assert all(dtypes[op["outputs"][0]] == np.float32 for op in ops if op["op_name"] == "SOFTMAX")
+    # Each stage's hidden state against Keras' on sentences the calibration did not see: the tiny
+    # model's probabilities hardly move between sentences, its hidden states do.
+    from msbert_tf.export import stages
+    from msbert_tf.export.runner import Stage
+
+    runner = LiteRTRunner(folder)
+    errors = []
+    for index in range(2):
+        graph, model = Stage(os.path.join(folder, f"stage_{index + 1}.tflite")), stages.stage_model(trained.classifier, index)
+        for text in dev.text_a[:20]:
+            ids = runner.encode(text)
+            feed = ids if index == 0 else {"hidden_in": stages.stage_model(trained.classifier, 0)(ids)["hidden"].numpy(),
+                                           "padding_mask": ids["padding_mask"]}
+            got, want = graph(**feed)["hidden"], np.asarray(model(feed)["hidden"])
+            errors.append(np.sqrt(np.mean((got - want) ** 2) / np.mean(want ** 2)))
+    assert 0 < max(errors) < 0.05
+
+
+def test_int8_export_without_rows_is_refused(exported, tmp_path):
+    trained, _, _ = exported
+    empty = tmp_path / "none.txt"
+    empty.write_text("")
+    with pytest.raises(UserInputError, match="int8 export calibrates on sentences"):
+        MSBert.load(trained.run.path).export(str(tmp_path / "out"), formats=("tflite",), quantize=("int8",),
+                                             representative_file=str(empty))

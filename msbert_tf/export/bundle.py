@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from msbert_tf.errors import UserInputError, as_os_error
-from msbert_tf.export import litert, serving, stages
+from msbert_tf.export import int8, litert, serving, stages
 from msbert_tf.export.manifest import BUNDLE_VERSION, MANIFEST, VOCABULARY, sha256
 from msbert_tf.export.runner import LiteRTRunner, Stage
 from msbert_tf.inference.early_exit import EarlyExitPredictor, check_final_exits
@@ -83,7 +83,8 @@ def _tokenizer_settings(tokenizer, max_seq_length, is_pair):
     }
 
 
-def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
+def write_litert_bundle(trained, path, quantize, max_seq_length, rule, samples=None):
+    """One LiteRT bundle; `samples` (each stage's calibration inputs) for `int8`."""
     os.makedirs(path, exist_ok=True)
     tokenizer = trained.preprocessor.tokenizer
     with open(os.path.join(path, VOCABULARY), "w", encoding="utf-8") as f:
@@ -91,7 +92,7 @@ def write_litert_bundle(trained, path, quantize, max_seq_length, rule):
     stage_entries = []
     for index, model in enumerate(stages.stage_models(trained.classifier)):
         name = f"stage_{index + 1}.tflite"
-        file = litert.write_litert(model, os.path.join(path, name), quantize)
+        file = litert.write_litert(model, os.path.join(path, name), quantize, samples and samples[index])
         graph = Stage(file)
         stage_entries.append({"file": name, "inputs": graph.input_specs, "outputs": graph.output_specs})
     manifest = {
@@ -140,20 +141,27 @@ def _self_check(trained, path, quantize):
     logging.info("%s: teacher probabilities within %.2e of Keras on a probe sentence.", path, diff)
 
 
-def export_run(trained, output_dir, formats=FORMATS, quantize=("none",), max_seq_length=None, rule=None):
-    """Writes the requested bundles; returns their paths."""
+def export_run(trained, output_dir, formats=FORMATS, quantize=("none",), max_seq_length=None, rule=None,
+               representative=None):
+    """Writes the requested bundles; returns their paths. `representative`
+    (`readers.Examples`) calibrates the int8 bundle's activations; by default
+    rows of the run's own training data."""
     import keras_hub
 
     max_seq_length = max_seq_length or trained.config.data.max_seq_length
     rule = rule or default_rule(trained)
     _check_request(trained, formats, quantize, max_seq_length, rule)
     writable_folder(output_dir, "--output_dir")
-    paths = []
+    paths, samples = [], None
+    if "tflite" in formats and "int8" in quantize:
+        rows = int8.training_sample(trained) if representative is None else representative
+        samples = int8.stage_samples(stages.stage_models(trained.classifier), int8.id_samples(rows, trained.preprocessor))
     if "tflite" in formats:
         for mode in quantize:
             paths.append(_write_folder_atomically(
                 os.path.join(output_dir, f"tflite_{mode}"),
-                lambda path: write_litert_bundle(trained, path, mode, max_seq_length, rule),
+                lambda path: write_litert_bundle(trained, path, mode, max_seq_length, rule,
+                                                 samples if mode == "int8" else None),
             ))
     if "saved_model" in formats:
         preprocessor = keras_hub.models.BertTextClassifierPreprocessor(

@@ -4,13 +4,16 @@ Built-in ops only: from TF 2.20 the Python interpreters cannot run Flex
 (select TF) ops, and a phone app would have to ship the Flex delegate.
 
 ```python
-write_litert(stage_models(classifier)[0], "stage_1.tflite", quantize="dynamic")
+models = stage_models(classifier)
+write_litert(models[0], "stage_1.tflite", quantize="dynamic")
+write_litert(models[1], "stage_2.tflite", quantize="int8", samples=int8.stage_samples(models, samples)[1])
 ```
 """
 
 import tensorflow as tf
 
 from msbert_tf.errors import UserInputError
+from msbert_tf.export import int8
 
 # mode -> converter settings (keras' LiteRT exporter passes them on).
 QUANTIZATIONS = {
@@ -21,6 +24,9 @@ QUANTIZATIONS = {
         "optimizations": [tf.lite.Optimize.DEFAULT],
         "target_spec": {"supported_types": [tf.float16]},
     },
+    # int8 weights and activations of the matrix products, calibrated on
+    # sample inputs (`int8`); converted there.
+    "int8": None,
 }
 
 
@@ -32,9 +38,12 @@ def check_quantize(mode):
     return mode
 
 
-def write_litert(model, path, quantize="none"):
-    """Converts `model` and writes it to `path` (a `.tflite`)."""
-    settings = dict(QUANTIZATIONS[check_quantize(quantize)])
+def write_litert(model, path, quantize="none", samples=None):
+    """Converts `model` and writes it to `path` (a `.tflite`); `samples`
+    (inputs of `model`, one dict each) calibrate `int8`."""
+    if check_quantize(quantize) == "int8":
+        return int8.write_int8(model, path, samples)
+    settings = dict(QUANTIZATIONS[quantize])
     target_spec = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS], **settings.pop("target_spec", {})}
     model.export(path, format="litert", verbose=False, target_spec=target_spec, **settings)
     return path
