@@ -396,22 +396,34 @@ def test_int8_bundle_takes_int8_into_its_matrix_products_and_stays_near_keras(ex
         assert matmuls and all(dtypes[i] == np.int8 for op in matmuls for i in op["inputs"][:2]), entry["file"]
         # What int8 would cost accuracy stays in float.
         assert all(dtypes[op["outputs"][0]] == np.float32 for op in ops if op["op_name"] == "SOFTMAX")
-    # Each stage's hidden state against Keras' on sentences the calibration did not see: the tiny
-    # model's probabilities hardly move between sentences, its hidden states do.
+    # On sentences the calibration did not see.
+    assert 0 < _largest_hidden_error(trained, folder, dev.text_a[:20]) < 0.02
+
+
+def _largest_hidden_error(trained, folder, texts):
+    """The largest relative RMS difference between a bundle's stages 1 and 2
+    and Keras' in their hidden states: the tiny model's probabilities hardly
+    move between sentences, its hidden states do."""
     from msbert_tf.export import stages
     from msbert_tf.export.runner import Stage
 
-    runner = LiteRTRunner(folder)
-    errors = []
+    runner, errors = LiteRTRunner(folder), []
+    first = stages.stage_model(trained.classifier, 0)
     for index in range(2):
         graph, model = Stage(os.path.join(folder, f"stage_{index + 1}.tflite")), stages.stage_model(trained.classifier, index)
-        for text in dev.text_a[:20]:
+        for text in texts:
             ids = runner.encode(text)
-            feed = ids if index == 0 else {"hidden_in": stages.stage_model(trained.classifier, 0)(ids)["hidden"].numpy(),
-                                           "padding_mask": ids["padding_mask"]}
+            feed = ids if index == 0 else {"hidden_in": np.asarray(first(ids)["hidden"]), "padding_mask": ids["padding_mask"]}
             got, want = graph(**feed)["hidden"], np.asarray(model(feed)["hidden"])
             errors.append(np.sqrt(np.mean((got - want) ** 2) / np.mean(want ** 2)))
-    assert 0 < max(errors) < 0.05
+    return max(errors)
+
+
+# Measured on the tiny model: 0.0034 dynamic, 0.0004 float16, 0.0066 int8.
+@pytest.mark.parametrize("name, bound", [("tflite_dynamic", 0.01), ("tflite_float16", 0.0015)])
+def test_quantized_stages_stay_near_keras_in_numbers(exported, name, bound):
+    trained, out, dev = exported
+    assert 0 < _largest_hidden_error(trained, os.path.join(out, name), dev.text_a[:20]) < bound
 
 
 def test_int8_export_without_rows_is_refused(exported, tmp_path):
