@@ -29,7 +29,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from machine import commit, machine  # noqa: E402
+from machine import record  # noqa: E402
 
 from msbert_tf.data import pipeline, readers  # noqa: E402
 from msbert_tf.inference import flops  # noqa: E402
@@ -40,7 +40,6 @@ from msbert_tf.inference.loading import load_run  # noqa: E402
 from msbert_tf.inference.predict import learned_weights  # noqa: E402
 from msbert_tf.inference.sweep import flops_speedup  # noqa: E402
 from msbert_tf.inference.uncertainty import ExitRule  # noqa: E402
-from msbert_tf.run_dir import write_atomically  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "A finished run with held-out calibration rows.")
 flags.DEFINE_string("dev_file", None, "Labelled rows of the task read as a second test set.")
@@ -247,9 +246,7 @@ def main(argv):
 
 def record(out):
     """Stamps `out` with the machine and the commit and writes it to --output, when given."""
-    out["machine"], out["commit"] = machine(), commit()
-    if FLAGS.output:
-        write_atomically(FLAGS.output, json.dumps(out, indent=2))
+    record(out, FLAGS.output)
 
 
 if __name__ == "__main__":

@@ -32,13 +32,12 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from machine import commit, machine  # noqa: E402
+from machine import record  # noqa: E402
 
 from msbert_tf.data import pipeline, readers  # noqa: E402
 from msbert_tf.export import litert, stages  # noqa: E402
 from msbert_tf.export.runner import Stage  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
-from msbert_tf.run_dir import write_atomically  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "A finished classification run.")
 flags.DEFINE_string("dev_file", None, "Labelled rows of the task: every 8th calibrates, every 4th (offset 1) is read.")
@@ -121,9 +120,7 @@ def main(argv):
             ms=round(1000 * min(times), 3),
         )
         print(mode, json.dumps(out["modes"][mode]), flush=True)
-    out["machine"], out["commit"] = machine(), commit()
-    if FLAGS.output:
-        write_atomically(FLAGS.output, json.dumps(out, indent=2))
+    record(out, FLAGS.output)
 
 
 if __name__ == "__main__":

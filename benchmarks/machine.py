@@ -6,9 +6,11 @@ flags that decide it.
 
 ```python
 machine()  # {"platform": "Linux-...", "cpu": "AMD EPYC (avx2 avx512f avx512_vnni avx512_bf16)"}
+record({"accuracy": 88.3}, "out.json")  # adds both, writes the JSON atomically
 ```
 """
 
+import json
 import os
 import platform
 import subprocess
@@ -18,6 +20,17 @@ FLAGS_THAT_MATTER = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"
 
 def machine():
     return {"platform": platform.platform(), "cpu": cpu()}
+
+
+def record(results, output):
+    """Adds the machine and the commit to `results` and, where `output` names
+    a file, writes them there as JSON, atomically."""
+    from msbert_tf.run_dir import write_atomically
+
+    results["machine"], results["commit"] = machine(), commit()
+    if output:
+        write_atomically(output, json.dumps(results, indent=2))
+    return results
 
 
 def commit():
