@@ -184,6 +184,9 @@ def main(argv):
             "mean_exit_layer": round(float(at_default.exit_layers.mean()), 3),
             "exit_layer_agreement": round(float(np.mean(at_default.exit_layers == reference.exit_layers)), 4),
             "label_agreement": round(float(np.mean(at_default.labels == reference.labels)), 4),
+            # What the threshold was certified to bound, read on this bundle's own outputs.
+            "disagreement_with_own_final": round(float(np.mean(
+                at_default.labels != simulate(probs, dataclasses.replace(rule, threshold=0.0)).labels)), 4),
         }
     results["variants"] = variants
 

@@ -426,10 +426,14 @@ def test_quantized_stages_stay_near_keras_in_numbers(exported, name, bound):
     assert 0 < _largest_hidden_error(trained, os.path.join(out, name), dev.text_a[:20]) < bound
 
 
-def test_int8_export_without_rows_is_refused(exported, tmp_path):
+def test_int8_export_without_rows_is_refused(exported, tmp_path, monkeypatch):
     trained, _, _ = exported
     empty = tmp_path / "none.txt"
     empty.write_text("")
     with pytest.raises(UserInputError, match="int8 export calibrates on sentences"):
         MSBert.load(trained.run.path).export(str(tmp_path / "out"), formats=("tflite",), quantize=("int8",),
                                              representative_file=str(empty))
+    # A run whose training data is not where it was: the way out is named.
+    monkeypatch.setattr(trained.config.data, "data_dir", str(tmp_path / "moved"))
+    with pytest.raises(UserInputError, match="training rows, which cannot be read here.*--representative_file"):
+        export_run(trained, str(tmp_path / "out"), formats=("tflite",), quantize=("int8",))

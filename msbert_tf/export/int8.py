@@ -29,8 +29,9 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from msbert_tf.data import pipeline, readers
+from msbert_tf.data import pipeline
 from msbert_tf.errors import UserInputError
+from msbert_tf.inference.calibration import exit_model_rows
 
 # Left in float: every op type of the stage graphs that carries activations,
 # but the fully connected layers and the embedding lookups (GATHER).
@@ -46,14 +47,12 @@ def training_sample(trained):
     """`ROWS_READ` rows of the run's training data (those it trained on),
     drawn with the run's seed."""
     try:
-        rows, _ = readers.training_rows(trained.task, trained.config.data, trained.config.seed)
+        return exit_model_rows(trained, ROWS_READ)
     except UserInputError as e:
         raise UserInputError(
             f"int8 calibrates on the run's training rows, which cannot be read here ({e}) "
             "Give --representative_file=<a text file, one example per line> instead."
         ) from None
-    picked = np.random.default_rng(trained.config.seed).choice(len(rows), min(len(rows), ROWS_READ), replace=False)
-    return rows.select(np.sort(picked))
 
 
 def id_samples(examples, preprocessor, count=SAMPLE_COUNT, length=SAMPLE_LENGTH):
