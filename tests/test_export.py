@@ -437,3 +437,36 @@ def test_int8_export_without_rows_is_refused(exported, tmp_path, monkeypatch):
     monkeypatch.setattr(trained.config.data, "data_dir", str(tmp_path / "moved"))
     with pytest.raises(UserInputError, match="training rows, which cannot be read here.*--representative_file"):
         export_run(trained, str(tmp_path / "out"), formats=("tflite",), quantize=("int8",))
+
+
+def test_a_quantized_bundle_certifies_the_runs_threshold_on_its_own_outputs(exported, tmp_path):
+    import shutil
+
+    from msbert_tf.inference.calibration import calibrate_run
+
+    trained, _, _ = exported
+    run = str(tmp_path / "run")
+    shutil.copytree(trained.run.path, run)
+    rows = os.path.join(GLUE_DIR, "SST-2", "dev.tsv")
+    record = calibrate_run(run, data_file=rows, uncertainty="entropy", final_exits=(1,))
+    assert record["certified"]
+    copy = load_run(run)
+    folder = export_run(copy, str(tmp_path / "out"), formats=("tflite",), quantize=("dynamic",))[0]
+    manifest = json.load(open(os.path.join(folder, MANIFEST)))
+    certificate = manifest["certificate"]
+    assert certificate["rows"] == rows and certificate["calibration_rows"] == record["calibration_rows"]
+    assert certificate["float_model_threshold"] == record["threshold"]
+    assert manifest["exit_rule"]["threshold"] == certificate["threshold"]
+    # What it measured is this bundle's disagreement with its own final on those rows.
+    from msbert_tf.data.readers import read_file
+    from msbert_tf.data.tasks import get_task
+
+    runner = LiteRTRunner(folder)
+    texts = read_file(get_task("sst2"), rows).text_a
+    early = [runner.classify(t)["label_id"] for t in texts]
+    full = [runner.classify(t, 0.0)["label_id"] for t in texts]
+    assert certificate["empirical_risk"] == pytest.approx(np.mean(np.not_equal(early, full)), abs=1e-5)
+    # Another threshold than the run's is the caller's: nothing is redone.
+    other = export_run(copy, str(tmp_path / "other"), formats=("tflite",), quantize=("dynamic",),
+                       rule=ExitRule("entropy", 0.3))[0]
+    assert "certificate" not in json.load(open(os.path.join(other, MANIFEST)))

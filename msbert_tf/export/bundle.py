@@ -115,7 +115,52 @@ def write_litert_bundle(trained, path, quantize, max_seq_length, rule, samples=N
     }
     write_atomically(os.path.join(path, MANIFEST), json.dumps(manifest, indent=2))
     _self_check(trained, path, quantize)
+    if quantize != "none":
+        certificate = certify_bundle(trained, path, rule)
+        if certificate is not None:
+            manifest["exit_rule"]["threshold"] = certificate["threshold"]
+            manifest["certificate"] = certificate
+            write_atomically(os.path.join(path, MANIFEST), json.dumps(manifest, indent=2))
     return path
+
+
+def certify_bundle(trained, path, rule):
+    """The run's certificate, redone on the outputs of the bundle at `path`.
+
+    A quantized chain's probabilities are not Keras': int8 noise near a
+    threshold certified on float32 moves 28% of SST-2's exits (BENCHMARKS.md
+    "Which ops int8 leaves in float"), so the guarantee is the float model's,
+    not the bundle's. Where `rule` is the run's certified one (a threshold
+    rule), the same rows, risk, levels and final certify a threshold for this
+    bundle's own chain. Returns the record for the manifest, or None where
+    there is nothing to redo (no certificate, another threshold, patience)."""
+    from msbert_tf.inference import flops
+    from msbert_tf.inference.calibration import calibrate, calibration_rows
+
+    record = trained.run.load_threshold()
+    if not (record.get("certified") and rule.kind != "patience" and rule.kind == record.get("uncertainty")
+            and rule.threshold == record.get("threshold") and rule.final_exits == record.get("final_exits", 1)):
+        return None
+    rows = record.get("rows")
+    examples, labelled, where = calibration_rows(trained, rows if rows and os.path.isfile(rows) else None)
+    runner = LiteRTRunner(path)
+    texts = zip(examples.text_a, examples.text_b) if examples.text_b is not None else ((t,) for t in examples.text_a)
+    encoded = [runner.encode(*pair) for pair in texts]
+    # Every exit of the chain, as the app computes them.
+    probs = np.asarray([list(runner.stage_outputs(ids)) for ids in encoded])
+    lengths = np.asarray([ids["token_ids"].shape[1] for ids in encoded])
+    redone = calibrate(
+        probs, lengths, flops.model_spec(trained.classifier), record["risk"], record["max_risk"],
+        record["confidence"], rule.kind, rule.top_k, examples.labels if labelled else None,
+        weights={rule.final_exits: rule.weights} if rule.kind == "learned" else None,
+        final_exits=(rule.final_exits,),
+    )
+    logging.info("%s: threshold %.4g certified on its own outputs (the float model's: %.4g).",
+                 path.removesuffix(PARTIAL), redone["threshold"], rule.threshold)
+    return {"rows": where, "float_model_threshold": rule.threshold,
+            **{key: redone[key] for key in ("threshold", "certified", "risk", "max_risk", "confidence",
+                                            "calibration_rows", "empirical_risk", "risk_upper_bound",
+                                            "flops_speedup") if key in redone}}
 
 
 def text_inputs(task):
