@@ -470,3 +470,9 @@ def test_a_quantized_bundle_certifies_the_runs_threshold_on_its_own_outputs(expo
     other = export_run(copy, str(tmp_path / "other"), formats=("tflite",), quantize=("dynamic",),
                        rule=ExitRule("entropy", 0.3))[0]
     assert "certificate" not in json.load(open(os.path.join(other, MANIFEST)))
+    # Rows that are gone (a calibration file since moved): the float model's threshold stays, said in the log.
+    moved = dict(record, rows=str(tmp_path / "moved.tsv"))
+    copy.run.save_threshold(moved)
+    gone = export_run(copy, str(tmp_path / "gone"), formats=("tflite",), quantize=("dynamic",))[0]
+    manifest = json.load(open(os.path.join(gone, MANIFEST)))
+    assert "certificate" not in manifest and manifest["exit_rule"]["threshold"] == record["threshold"]

@@ -25,6 +25,8 @@ from msbert_tf.errors import UserInputError, as_os_error
 from msbert_tf.export import int8, litert, serving, stages
 from msbert_tf.export.manifest import BUNDLE_VERSION, MANIFEST, VOCABULARY, sha256
 from msbert_tf.export.runner import LiteRTRunner, Stage
+from msbert_tf.inference import flops
+from msbert_tf.inference.calibration import calibrate, calibration_rows
 from msbert_tf.inference.early_exit import EarlyExitPredictor, check_final_exits
 from msbert_tf.inference.predict import default_rule
 from msbert_tf.run_dir import writable_folder, write_atomically
@@ -134,15 +136,19 @@ def certify_bundle(trained, path, rule):
     rule), the same rows, risk, levels and final certify a threshold for this
     bundle's own chain. Returns the record for the manifest, or None where
     there is nothing to redo (no certificate, another threshold, patience)."""
-    from msbert_tf.inference import flops
-    from msbert_tf.inference.calibration import calibrate, calibration_rows
-
     record = trained.run.load_threshold()
     if not (record.get("certified") and rule.kind != "patience" and rule.kind == record.get("uncertainty")
             and rule.threshold == record.get("threshold") and rule.final_exits == record.get("final_exits", 1)):
         return None
     rows = record.get("rows")
-    examples, labelled, where = calibration_rows(trained, rows if rows and os.path.isfile(rows) else None)
+    try:
+        examples, labelled, where = calibration_rows(trained, rows if rows and os.path.isfile(rows) else None)
+    except UserInputError:
+        where = None
+    if where != rows:
+        logging.warning("%s keeps the float model's threshold: the rows it was certified on (%s) are not here.",
+                        path.removesuffix(PARTIAL), rows)
+        return None
     runner = LiteRTRunner(path)
     texts = zip(examples.text_a, examples.text_b) if examples.text_b is not None else ((t,) for t in examples.text_a)
     encoded = [runner.encode(*pair) for pair in texts]
