@@ -10,7 +10,7 @@
   float32 chain, dev accuracy at its threshold (a quantized bundle's is
   certified on its own outputs at export) and with all layers, and the
   disagreement with its own final that the threshold bounds;
-- batch-1 latency on 1 and 2 threads: the stage chain at the default
+- batch-1 latency on 1 and 2 threads: the stage chain at its bundle's
   threshold against one full-teacher graph of the same precision, timed in
   alternating passes (--passes; the fastest of each, and the ratio pass
   by pass, as this machine's speed drifts between passes), beside the

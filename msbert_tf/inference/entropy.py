@@ -7,8 +7,6 @@ side by side, the TF form of the early-exit graph (predictor and
 SavedModel), tested equal.
 
 ```python
-import math
-
 import numpy as np
 import tensorflow as tf
 entropy(np.array([0.5, 0.5])), top_k_entropy(np.array([0.7, 0.2, 0.1]), k=2)  # (1.0, 0.76)
