@@ -27,8 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import record  # noqa: E402
 
 from msbert_tf.data import pipeline, readers  # noqa: E402
-from msbert_tf.export import int8, litert, stages  # noqa: E402
-from msbert_tf.export.runner import Stage  # noqa: E402
+from msbert_tf.export import int8, stages  # noqa: E402
+from msbert_tf.export.bundle import export_run  # noqa: E402
+from msbert_tf.export.runner import LiteRTRunner, Stage  # noqa: E402
 from msbert_tf.inference.loading import load_run  # noqa: E402
 from msbert_tf.inference.predict import default_rule  # noqa: E402
 
@@ -51,41 +52,29 @@ def padded_samples(rows, preprocessor, count, length):
     return [{k: np.ascontiguousarray(v[i : i + 1, :length]) for k, v in split.features.items()} for i in range(count)]
 
 
-def chain(graphs, ids, rule):
-    """(exit layer, prediction) of one example through `graphs` under `rule`."""
-    leaves, seen, feed = rule.decider(), [], ids
-    for layer, graph in enumerate(graphs):
-        out = graph(**feed)
-        seen.append(out["probabilities"][0])
-        if layer == len(graphs) - 1:
-            return layer + 1, int(np.mean(seen[-rule.final_exits:], axis=0).argmax())
-        if leaves(seen[-1]):
-            return layer + 1, int(seen[-1].argmax())
-        feed = {"hidden_in": out["hidden"], "padding_mask": ids["padding_mask"]}
-
-
 def main(argv):
     del argv
     trained = load_run(FLAGS.run_dir)
     rule = default_rule(trained)
     dev = readers.read_file(trained.task, FLAGS.dev_file)
-    split = pipeline.encode(dev, trained.preprocessor)
-    examples = [{k: np.ascontiguousarray(v[i : i + 1, : split.lengths[i]]) for k, v in split.features.items()}
-                for i in range(len(dev))]
     models = stages.stage_models(trained.classifier)
     rows = int8.training_sample(trained)
     cut = int8.id_samples(rows, trained.preprocessor)
     pad = padded_samples(rows, trained.preprocessor, len(cut), int8.SAMPLE_LENGTH)
     folder = tempfile.mkdtemp()
-    paths = {"float32": [litert.write_litert(m, os.path.join(folder, f"float_{i}.tflite")) for i, m in enumerate(models)]}
+    # The float32 bundle: its graphs, and its runner's loop for every variant's graphs.
+    runner = LiteRTRunner(export_run(trained, folder, formats=("tflite",), rule=rule)[0])
+    examples = [runner.encode(text) for text in dev.text_a]
+    paths = {"float32": [stage.path for stage in runner.stages]}
     for v, (name, float_ops) in enumerate(VARIANTS.items()):
         per_stage = int8.stage_samples(models, pad if "padded" in name else cut)
         paths[name] = [int8.write_int8(m, os.path.join(folder, f"v{v}_{i}.tflite"), s, float_ops)
                        for i, (m, s) in enumerate(zip(models, per_stage))]
     results = {}
     for name, files in paths.items():
-        graphs = [Stage(f) for f in files]
-        results[name] = [chain(graphs, ids, rule) for ids in examples]
+        # Every variant decides at the float model's threshold.
+        runner.stages = [Stage(f) for f in files]
+        results[name] = [(out["exit_layer"], out["label_id"]) for out in map(runner.classify_ids, examples)]
     reference = results["float32"]
     out = {"run_dir": FLAGS.run_dir, "rule": rule.kind, "threshold": rule.threshold, "sentences": len(dev),
            "calibration_rows": len(cut), "calibration_length": int(cut[0]["token_ids"].shape[1]), "variants": {}}

@@ -84,9 +84,9 @@ class Stage:
     -> {output: array}), with the graph's tensor specs (`input_specs`,
     `output_specs`, which the runner checks against its manifest) and the
     interpreter itself at hand, so that a benchmark can time `invoke` apart
-    from the rest of a call. `run` and `view` are the runner's copy-free
-    path: the chain hands a stage's hidden state to the next stage straight
-    from the interpreter's buffer.
+    from the rest of a call. `run` and `view` are the runner's own path: the
+    chain hands a stage's hidden state to the next stage from the
+    interpreter's buffer, copied once, into the next stage's input.
 
     ```python
     stage = Stage("runs/sst2/export/tflite_none/stage_2.tflite")
@@ -95,6 +95,7 @@ class Stage:
     """
 
     def __init__(self, path, num_threads=1):
+        self.path = path
         self.interpreter = litert.interpreter(path, num_threads)
         # Not kept: while it holds the interpreter, the interpreter refuses to allocate.
         signature = self.interpreter.get_signature_runner()
