@@ -24,7 +24,7 @@
   run's rule and, where the run has fitted one, the learned rule (its
   FLOPs, tens per exit, are left out of the FLOPs counts: a layer is
   about 10^8);
-- the SavedModel at batch 1 and 32, at the default threshold and with all layers.
+- the SavedModel at batch 1 and 32: text in at the default threshold and with\n  all layers, ids in at the default threshold, against the whole teacher in\n  one TF graph on the same ids (the FLOPs ratio's baseline).
 Prints the results and writes them, with `lscpu`'s model and flags and the
 commit, to export_bench.json in --output_dir.
 """
@@ -127,15 +127,38 @@ def best_ms(run, encoded, passes):
     return min(timed["ms"]), timed["outputs"]
 
 
-def saved_model_ms(path, texts, batch_size, thresholds):
-    """{threshold: ms per batch, the fastest pass} of the SavedModel's
-    `classify` over `texts`, the thresholds in alternating passes."""
+def saved_model_ms(path, trained, texts, batch_size, threshold):
+    """The SavedModel's ms per batch (each call's fastest pass, all in
+    alternating passes) over `texts`: `classify` (text in, tokenised in the
+    graph) at `threshold` and with every layer (threshold 0: the exit graph's
+    own machinery still runs after each layer), `classify_ids` (ids in, as the
+    LiteRT graphs are timed) at `threshold` and at 0, and the whole teacher in one TF
+    graph on the same ids (no exit heads, no decisions: what the FLOPs ratio
+    is read against). Returns ({name: ms}, exit layers of `classify_ids`)."""
     import tensorflow as tf
 
-    classify = tf.saved_model.load(path).signatures["classify"]
-    batches = [tf.constant(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-    runs = {t: (lambda batch, t=tf.constant(t, tf.float64): classify(text=batch, threshold=t), ()) for t in thresholds}
-    return {t: min(timed["ms"]) for t, timed in interleaved(runs, batches, FLAGS.passes).items()}
+    model = tf.saved_model.load(path)
+    classify, classify_ids = model.signatures["classify"], model.signatures["classify_ids"]
+    spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in stages.ID_INPUTS}
+    teacher = tf.function(stages.full_model(trained.classifier), input_signature=[spec])
+    text_batches = [tf.constant(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    id_batches = []
+    for batch in text_batches:
+        ids = {k: np.asarray(v).astype(np.int32) for k, v in trained.preprocessor(batch).items()}
+        # Cut to the batch's longest row, as the exit graph cuts its own input.
+        width = int(ids["padding_mask"].sum(axis=1).max())
+        id_batches.append({k: tf.constant(v[:, :width]) for k, v in ids.items()})
+    at = {t: tf.constant(t, tf.float64) for t in (threshold, 0.0)}
+    runs = {
+        "classify_text": (lambda i: classify(text=text_batches[i], threshold=at[threshold]), ()),
+        "classify_text_all_layers": (lambda i: classify(text=text_batches[i], threshold=at[0.0]), ()),
+        "classify_ids": (lambda i: classify_ids(**id_batches[i], threshold=at[threshold]), ()),
+        "classify_ids_all_layers": (lambda i: classify_ids(**id_batches[i], threshold=at[0.0]), ()),
+        "teacher_graph": (lambda i: teacher(id_batches[i]), ()),
+    }
+    timed = interleaved(runs, list(range(len(text_batches))), FLAGS.passes)
+    exits = np.concatenate([np.asarray(out["exit_layer"]) for out in timed["classify_ids"]["outputs"]])
+    return {name: min(t["ms"]) for name, t in timed.items()}, exits
 
 
 def main(argv):
@@ -244,10 +267,15 @@ def main(argv):
                                "accuracy": score("accuracy", dev.labels, np.argmax(outputs, axis=-1))})
     results["static_layers_batch1"] = static
     sm = os.path.join(FLAGS.output_dir, "saved_model")
-    results["saved_model_ms_per_batch"] = [
-        {"batch": b, "threshold": t, "ms": round(ms, 2)}
-        for b in (1, 32) for t, ms in saved_model_ms(sm, list(dev.text_a), b, (rule.threshold, 0.0)).items()
-    ]
+    saved = []
+    for batch_size in (1, 32):
+        ms, exits = saved_model_ms(sm, trained, list(dev.text_a), batch_size, rule.threshold)
+        # Per sentence, at its own length: a batch pads to its longest row, which this leaves out.
+        flops_gain = flops_speedup(exits, lengths, spec)
+        saved.append({"batch": batch_size, "threshold": rule.threshold, "ms": {k: round(v, 2) for k, v in ms.items()},
+                      "mean_exit_layer": round(float(exits.mean()), 3), "flops_speedup": round(flops_gain, 3),
+                      "of_flops": round(ms["teacher_graph"] / ms["classify_ids"] / flops_gain, 3)})
+    results["saved_model_ms_per_batch"] = saved
     results["machine"], results["commit"] = machine(), commit()
     write_atomically(os.path.join(FLAGS.output_dir, "export_bench.json"), json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
