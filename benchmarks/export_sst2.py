@@ -140,7 +140,11 @@ def saved_model_ms(path, trained, texts, batch_size, threshold):
     model = tf.saved_model.load(path)
     classify, classify_ids = model.signatures["classify"], model.signatures["classify_ids"]
     spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in stages.ID_INPUTS}
-    teacher = tf.function(stages.full_model(trained.classifier), input_signature=[spec])
+    classifier = trained.classifier
+    teacher = tf.function(
+        lambda ids: classifier.teacher_logits(classifier.hidden_states(ids)[-1], ids["padding_mask"]),
+        input_signature=[spec],
+    )
     text_batches = [tf.constant(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     id_batches = []
     for batch in text_batches:

@@ -67,7 +67,7 @@ def main(argv):
     examples = [runner.encode(text) for text in dev.text_a]
     paths = {"float32": [stage.path for stage in runner.stages]}
     for v, (name, float_ops) in enumerate(VARIANTS.items()):
-        per_stage = int8.stage_samples(models, pad if "padded" in name else cut)
+        per_stage = int8.stage_samples(trained.classifier, pad if "padded" in name else cut)
         paths[name] = [int8.write_int8(m, os.path.join(folder, f"v{v}_{i}.tflite"), s, float_ops)
                        for i, (m, s) in enumerate(zip(models, per_stage))]
     results = {}

@@ -206,7 +206,7 @@ def export_run(trained, output_dir, formats=FORMATS, quantize=("none",), max_seq
     paths, samples = [], None
     if "tflite" in formats and "int8" in quantize:
         rows = int8.training_sample(trained) if representative is None else representative
-        samples = int8.stage_samples(stages.stage_models(trained.classifier), int8.id_samples(rows, trained.preprocessor))
+        samples = int8.stage_samples(trained.classifier, int8.id_samples(rows, trained.preprocessor))
     if "tflite" in formats:
         for mode in quantize:
             paths.append(_write_folder_atomically(

@@ -18,7 +18,7 @@ ranges: 77% dev accuracy.
 ```python
 samples = id_samples(training_sample(trained), trained.preprocessor)
 models = stages.stage_models(trained.classifier)
-for index, (model, inputs) in enumerate(zip(models, stage_samples(models, samples))):
+for index, (model, inputs) in enumerate(zip(models, stage_samples(trained.classifier, samples))):
     write_int8(model, f"stage_{index + 1}.tflite", inputs)
 ```
 """
@@ -69,26 +69,26 @@ def id_samples(examples, preprocessor, count=SAMPLE_COUNT, length=SAMPLE_LENGTH)
     return [{k: np.ascontiguousarray(v[i : i + 1, :length]) for k, v in split.features.items()} for i in rows]
 
 
-def stage_samples(models, samples):
-    """The calibration inputs of each stage model: `samples` for the first,
-    then what the float stage before gives for them."""
+def stage_samples(classifier, samples):
+    """The calibration inputs of each stage of `classifier`: `samples` for
+    the first, then the float hidden state after the layer before."""
     batch = {k: np.concatenate([s[k] for s in samples]) for k in samples[0]}
-    per_stage = []
-    for model in models:
-        per_stage.append([{k: v[i : i + 1] for k, v in batch.items()} for i in range(len(samples))])
-        if "hidden" in model.output:
-            batch = {"hidden_in": np.asarray(model(batch)["hidden"], np.float32), "padding_mask": batch["padding_mask"]}
-    return per_stage
+    # The stage graphs take one example: the classifier's own layers run the batch.
+    feeds = [batch] + [
+        {"hidden_in": np.asarray(hidden, np.float32), "padding_mask": batch["padding_mask"]}
+        for hidden in classifier.hidden_states(batch)[:-1]
+    ]
+    return [[{k: v[i : i + 1] for k, v in feed.items()} for i in range(len(samples))] for feed in feeds]
 
 
-def write_int8(model, path, samples, float_ops=FLOAT_OPS):
+def write_int8(model, path, samples, float_ops=FLOAT_OPS, signature=None):
     """Converts `model` with int8 matrix products, calibrated on `samples`
     (its inputs, one dict per sample), and writes it to `path`; op types in
-    `float_ops` stay in float."""
+    `float_ops` stay in float; `signature`, Keras' `input_signature`."""
     # The quantization debugger is LiteRT's way to leave chosen op types in
     # float; it takes a converter, which Keras' own LiteRT export does not hand out.
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as folder:
-        model.export(folder, format="tf_saved_model", verbose=False)
+        model.export(folder, format="tf_saved_model", verbose=False, input_signature=signature)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -6,7 +6,7 @@ Built-in ops only: from TF 2.20 the Python interpreters cannot run Flex
 ```python
 models = stage_models(classifier)
 write_litert(models[0], "stage_1.tflite", quantize="dynamic")
-write_litert(models[1], "stage_2.tflite", quantize="int8", samples=int8.stage_samples(models, samples)[1])
+write_litert(models[1], "stage_2.tflite", quantize="int8", samples=int8.stage_samples(classifier, samples)[1])
 ```
 """
 
@@ -38,14 +38,21 @@ def check_quantize(mode):
     return mode
 
 
+def input_signature(model):
+    """`model`'s inputs as declared, batch size included: Keras' exporters
+    would leave the batch free, and the stage graphs compute one example."""
+    return [{t.name: tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs}]
+
+
 def write_litert(model, path, quantize="none", samples=None):
     """Converts `model` and writes it to `path` (a `.tflite`); `samples`
     (inputs of `model`, one dict each) calibrate `int8`."""
     if check_quantize(quantize) == "int8":
-        return int8.write_int8(model, path, samples)
+        return int8.write_int8(model, path, samples, signature=input_signature(model))
     settings = dict(QUANTIZATIONS[quantize])
     target_spec = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS], **settings.pop("target_spec", {})}
-    model.export(path, format="litert", verbose=False, target_spec=target_spec, **settings)
+    model.export(path, format="litert", verbose=False, input_signature=input_signature(model),
+                 target_spec=target_spec, **settings)
     return path
 
 

@@ -116,7 +116,14 @@ class Stage:
             raise UserInputError(f"this graph takes {sorted(self._inputs)}; got {sorted(inputs)}.")
         shapes = [np.shape(inputs[name]) for name in self._inputs]
         if shapes != self._shapes:
-            for index, shape in zip(self._inputs.values(), shapes):
+            for (name, index), shape in zip(self._inputs.items(), shapes):
+                # LiteRT would resize a fixed size too, and a stage given two examples mix them.
+                wanted = self.input_specs[name]["shape"]
+                if len(shape) != len(wanted) or any(w not in (-1, n) for w, n in zip(wanted, shape)):
+                    raise UserInputError(
+                        f"{self.path} takes {name} of shape {wanted} (-1: any size); got {list(shape)}. "
+                        "A bundle's stages take one example at a time."
+                    )
                 self.interpreter.resize_tensor_input(index, shape)
             self.interpreter.allocate_tensors()
             self._shapes = shapes

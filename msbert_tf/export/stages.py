@@ -3,9 +3,17 @@
 Stage 1 takes `token_ids`, `segment_ids` and `padding_mask` and returns
 `hidden` (layer 1's sequence output) and `probabilities` (exit 1; for a
 regression task `value`, the exit's one output); stage `l` takes `hidden_in`
-and `padding_mask`; the last stage returns only the teacher's output. Batch and sequence length are dynamic (an app
-resizes the inputs to 1 x its sentence's length). Functional models, not `tf.Module`s: only they
-convert to LiteRT with their weights inside (FINDINGS 8).
+and `padding_mask`; the last stage returns only the teacher's output. One
+example at a time, of any length (an app resizes the inputs to 1 x its
+sentence's length). Functional models, not `tf.Module`s: only they convert to
+LiteRT with their weights inside (FINDINGS 8).
+
+With the batch fixed at 1, the transformer layers and attention exit heads
+run on the example's rows (T x H) with reshapes of constant shape
+(`OneExample`), where Keras' own layers, for any batch, compute every
+reshape's shape in the graph: XNNPACK, which runs LiteRT's CPU graphs, takes
+no such reshape, so each layer fell into 15 delegated pieces with LiteRT's
+own kernels between, and re-planned each piece after a change of length.
 
 ```python
 stages = stage_models(classifier)
@@ -14,16 +22,77 @@ out = stages[1]({"hidden_in": out["hidden"], "padding_mask": mask})
 ```
 """
 
+import math
+
 import keras
+from keras import ops
+
+from msbert_tf.models.heads import AttentionExitHead
 
 ID_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
 def _id_inputs():
-    return {
-        name: keras.Input((None,), dtype="int32", name=name)
-        for name in ID_INPUTS
-    }
+    return {name: keras.Input(batch_shape=(1, None), dtype="int32", name=name) for name in ID_INPUTS}
+
+
+def _attention(attention, query, values, mask_bias):
+    """keras' `MultiHeadAttention` of `query` rows (Q x H) over `values` rows
+    (T x H) of one example, in 2-D products and constant-shape reshapes."""
+    heads = attention.num_heads
+
+    def project(dense, rows):  # -> heads x rows x size
+        kernel = ops.reshape(dense.kernel, (dense.kernel.shape[0], -1))
+        projected = ops.matmul(rows, kernel) + ops.reshape(dense.bias, (-1,))
+        return ops.transpose(ops.reshape(projected, (-1, heads, kernel.shape[1] // heads)), (1, 0, 2))
+
+    query = project(attention._query_dense, query) * (1.0 / math.sqrt(attention.key_dim))
+    key, value = project(attention._key_dense, values), project(attention._value_dense, values)
+    weights = ops.softmax(ops.matmul(query, ops.transpose(key, (0, 2, 1))) + mask_bias, axis=-1)
+    context = ops.transpose(ops.matmul(weights, value), (1, 0, 2))
+    output = attention._output_dense
+    context = ops.reshape(context, (-1, output.kernel.shape[0] * output.kernel.shape[1]))
+    return ops.matmul(context, ops.reshape(output.kernel, (context.shape[1], -1))) + output.bias
+
+
+def _encoder(layer, rows, mask_bias):
+    """keras-hub's `TransformerEncoder.call` on one example's rows, at inference."""
+    residual = rows
+    if layer.normalize_first:
+        rows = layer._self_attention_layer_norm(rows)
+    rows = _attention(layer._self_attention_layer, rows, rows, mask_bias) + residual
+    if not layer.normalize_first:
+        rows = layer._self_attention_layer_norm(rows)
+    residual = rows
+    if layer.normalize_first:
+        rows = layer._feedforward_layer_norm(rows)
+    rows = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(rows)) + residual
+    if not layer.normalize_first:
+        rows = layer._feedforward_layer_norm(rows)
+    return rows
+
+
+class OneExample(keras.layers.Layer):
+    """A backbone's transformer layer, or an `AttentionExitHead`, on one
+    example (1 x T x H): the same numbers as the layer's own call, with
+    every reshape of constant shape. Export only (never saved)."""
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(name=f"one_example_{layer.name}", **kwargs)
+        self.layer = layer
+
+    def call(self, hidden, padding_mask):
+        rows = ops.reshape(hidden, (-1, hidden.shape[-1]))
+        # keras' masked softmax: a large negative score for every padded key.
+        mask_bias = (1.0 - ops.cast(padding_mask, rows.dtype)) * -1e9
+        if not isinstance(self.layer, AttentionExitHead):
+            return ops.reshape(_encoder(self.layer, rows, mask_bias), (1, -1, rows.shape[-1]))
+        head = self.layer
+        rows = head.project(rows)
+        for block in head.blocks:
+            rows = _encoder(block, rows, mask_bias)
+        z = head.hidden_dense(_attention(head.attention, rows[:1], rows, mask_bias))
+        return z, head.logits_dense(z)
 
 
 def output_name(classifier):
@@ -45,15 +114,24 @@ def stage_model(classifier, index):
         mask = inputs["padding_mask"]
         hidden = classifier.embed(inputs)
     else:
-        mask = keras.Input((None,), dtype="int32", name="padding_mask")
-        hidden = keras.Input((None, classifier.backbone.hidden_dim), name="hidden_in")
+        mask = keras.Input(batch_shape=(1, None), dtype="int32", name="padding_mask")
+        hidden = keras.Input(batch_shape=(1, None, classifier.backbone.hidden_dim), name="hidden_in")
         inputs = {"hidden_in": hidden, "padding_mask": mask}
-    hidden = classifier.transformer_layer(index, hidden, mask)
-    _, logits = classifier.exit_outputs(index, hidden, mask)
-    outputs = _exit_output(classifier, logits)
+    hidden = _layer(classifier, index, hidden, mask)
+    outputs = _exit_output(classifier, _exit_logits(classifier, index, hidden, mask))
     if index < classifier.num_layers - 1:
         outputs["hidden"] = hidden
     return keras.Model(inputs, outputs, name=f"stage_{index + 1}")
+
+
+def _layer(classifier, index, hidden, mask):
+    return OneExample(classifier.backbone.transformer_layers[index])(hidden, mask)
+
+
+def _exit_logits(classifier, index, hidden, mask):
+    if index < classifier.num_layers - 1 and isinstance(classifier.exit_heads[index], AttentionExitHead):
+        return OneExample(classifier.exit_heads[index])(hidden, mask)[1]
+    return classifier.exit_outputs(index, hidden, mask)[1]
 
 
 def stage_models(classifier):
@@ -73,7 +151,6 @@ def first_layers_model(classifier, count):
     mask = inputs["padding_mask"]
     hidden = classifier.embed(inputs)
     for index in range(count):
-        hidden = classifier.transformer_layer(index, hidden, mask)
-    _, logits = classifier.exit_outputs(count - 1, hidden, mask)
+        hidden = _layer(classifier, index, hidden, mask)
     name = "teacher" if count == classifier.num_layers else f"first_{count}_layers"
-    return keras.Model(inputs, _exit_output(classifier, logits), name=name)
+    return keras.Model(inputs, _exit_output(classifier, _exit_logits(classifier, count - 1, hidden, mask)), name=name)
