@@ -24,7 +24,9 @@
   run's rule and, where the run has fitted one, the learned rule (its
   FLOPs, tens per exit, are left out of the FLOPs counts: a layer is
   about 10^8);
-- the SavedModel at batch 1 and 32: text in at the default threshold and with\n  all layers, ids in at the default threshold, against the whole teacher in\n  one TF graph on the same ids (the FLOPs ratio's baseline).
+- the SavedModel at batch 1 and 32: text in and ids in, each at the default
+  threshold and with all layers, against the whole teacher in one TF graph on
+  the same ids (the FLOPs ratio's baseline).
 Prints the results and writes them, with `lscpu`'s model and flags and the
 commit, to export_bench.json in --output_dir.
 """

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from msbert_tf.data import pipeline
 from msbert_tf.errors import UserInputError
+from msbert_tf.export import stages
 from msbert_tf.inference.calibration import exit_model_rows
 
 # Left in float: every op type of the stage graphs that carries activations,
@@ -81,14 +82,14 @@ def stage_samples(classifier, samples):
     return [[{k: v[i : i + 1] for k, v in feed.items()} for i in range(len(samples))] for feed in feeds]
 
 
-def write_int8(model, path, samples, float_ops=FLOAT_OPS, signature=None):
+def write_int8(model, path, samples, float_ops=FLOAT_OPS):
     """Converts `model` with int8 matrix products, calibrated on `samples`
     (its inputs, one dict per sample), and writes it to `path`; op types in
-    `float_ops` stay in float; `signature`, Keras' `input_signature`."""
+    `float_ops` stay in float."""
     # The quantization debugger is LiteRT's way to leave chosen op types in
     # float; it takes a converter, which Keras' own LiteRT export does not hand out.
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as folder:
-        model.export(folder, format="tf_saved_model", verbose=False, input_signature=signature)
+        model.export(folder, format="tf_saved_model", verbose=False, input_signature=stages.input_signature(model))
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -13,7 +13,7 @@ write_litert(models[1], "stage_2.tflite", quantize="int8", samples=int8.stage_sa
 import tensorflow as tf
 
 from msbert_tf.errors import UserInputError
-from msbert_tf.export import int8
+from msbert_tf.export import int8, stages
 
 # mode -> converter settings (keras' LiteRT exporter passes them on).
 QUANTIZATIONS = {
@@ -38,20 +38,14 @@ def check_quantize(mode):
     return mode
 
 
-def input_signature(model):
-    """`model`'s inputs as declared, batch size included: Keras' exporters
-    would leave the batch free, and the stage graphs compute one example."""
-    return [{t.name: tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs}]
-
-
 def write_litert(model, path, quantize="none", samples=None):
     """Converts `model` and writes it to `path` (a `.tflite`); `samples`
     (inputs of `model`, one dict each) calibrate `int8`."""
     if check_quantize(quantize) == "int8":
-        return int8.write_int8(model, path, samples, signature=input_signature(model))
+        return int8.write_int8(model, path, samples)
     settings = dict(QUANTIZATIONS[quantize])
     target_spec = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS], **settings.pop("target_spec", {})}
-    model.export(path, format="litert", verbose=False, input_signature=input_signature(model),
+    model.export(path, format="litert", verbose=False, input_signature=stages.input_signature(model),
                  target_spec=target_spec, **settings)
     return path
 

@@ -117,7 +117,7 @@ class Stage:
         shapes = [np.shape(inputs[name]) for name in self._inputs]
         if shapes != self._shapes:
             for (name, index), shape in zip(self._inputs.items(), shapes):
-                # LiteRT would resize a fixed size too, and a stage given two examples mix them.
+                # LiteRT would resize a fixed size too, and a stage given two examples would mix them.
                 wanted = self.input_specs[name]["shape"]
                 if len(shape) != len(wanted) or any(w not in (-1, n) for w, n in zip(wanted, shape)):
                     raise UserInputError(

@@ -95,6 +95,15 @@ class OneExample(keras.layers.Layer):
         return z, head.logits_dense(z)
 
 
+def input_signature(model):
+    """A stage model's inputs as declared, batch size included (Keras'
+    `input_signature`): Keras' exporters would leave the batch free, and a
+    stage computes one example."""
+    import tensorflow as tf
+
+    return [{t.name: tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs}]
+
+
 def output_name(classifier):
     """What each stage's exit returns: class `probabilities`, or a regression's `value`."""
     return "value" if classifier.num_labels == 1 else "probabilities"
@@ -153,4 +162,5 @@ def first_layers_model(classifier, count):
     for index in range(count):
         hidden = _layer(classifier, index, hidden, mask)
     name = "teacher" if count == classifier.num_layers else f"first_{count}_layers"
-    return keras.Model(inputs, _exit_output(classifier, _exit_logits(classifier, count - 1, hidden, mask)), name=name)
+    outputs = _exit_output(classifier, _exit_logits(classifier, count - 1, hidden, mask))
+    return keras.Model(inputs, outputs, name=name)
