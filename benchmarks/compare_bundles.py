@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 from absl import app, flags
-from export_sst2 import interleaved
+from export_sst2 import flops_ratios, interleaved
 from machine import record
 
 from msbert_tf.data import readers
@@ -57,8 +57,7 @@ def main(argv):
                 chain, teacher = timed[f"{tag}_chain"]["ms"], timed[f"{tag}_teacher"]["ms"]
                 gain = flops_speedup(exits[tag], lengths, spec)
                 row[tag] = {"chain_ms": round(min(chain), 3), "teacher_ms": round(min(teacher), 3),
-                            "flops_speedup": round(gain, 3), "of_flops": round(min(teacher) / min(chain) / gain, 3),
-                            "of_flops_by_pass": [round(t / c / gain, 3) for t, c in zip(teacher, chain)]}
+                            "flops_speedup": round(gain, 3), **flops_ratios(teacher, chain, gain)}
             row["chain_after_over_before"] = round(row["after"]["chain_ms"] / row["before"]["chain_ms"], 3)
             row["teacher_after_over_before"] = round(row["after"]["teacher_ms"] / row["before"]["teacher_ms"], 3)
             print(json.dumps(row), flush=True)

@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 from absl import app, flags
-from machine import commit, machine
+from machine import record
 
 from msbert_tf.data import readers
 from msbert_tf.export import int8, litert, stages
@@ -53,7 +53,6 @@ from msbert_tf.inference.loading import load_run
 from msbert_tf.inference.predict import default_rule
 from msbert_tf.inference.sweep import flops_speedup
 from msbert_tf.inference.uncertainty import ExitRule
-from msbert_tf.run_dir import write_atomically
 
 flags.DEFINE_string("run_dir", None, "A finished training run.")
 flags.DEFINE_string("output_dir", None, "Where the bundles and the results go.")
@@ -123,6 +122,14 @@ def interleaved(runs, encoded, passes):
     return timed
 
 
+def flops_ratios(teacher_ms, chain_ms, flops_gain):
+    """Wall / FLOPs speed-up of a chain against the teacher graph, from
+    their ms per pass (timed in alternating passes): of each graph's fastest
+    pass, and pass by pass."""
+    return {"of_flops": round(min(teacher_ms) / min(chain_ms) / flops_gain, 3),
+            "of_flops_by_pass": [round(t / c / flops_gain, 3) for t, c in zip(teacher_ms, chain_ms)]}
+
+
 def best_ms(run, encoded, passes):
     """(ms per example of the fastest of `passes` passes, outputs) of `run` over `encoded`."""
     timed = interleaved({"run": (run, ())}, encoded, passes)["run"]
@@ -136,7 +143,7 @@ def saved_model_ms(path, trained, texts, batch_size, threshold):
     own machinery still runs after each layer), `classify_ids` (ids in, as the
     LiteRT graphs are timed) at `threshold` and at 0, and the whole teacher in one TF
     graph on the same ids (no exit heads, no decisions: what the FLOPs ratio
-    is read against). Returns ({name: ms}, exit layers of `classify_ids`)."""
+    is read against). Returns ({name: ms of each pass}, exit layers of `classify_ids`)."""
     import tensorflow as tf
 
     model = tf.saved_model.load(path)
@@ -164,7 +171,7 @@ def saved_model_ms(path, trained, texts, batch_size, threshold):
     }
     timed = interleaved(runs, list(range(len(text_batches))), FLAGS.passes)
     exits = np.concatenate([np.asarray(out["exit_layer"]) for out in timed["classify_ids"]["outputs"]])
-    return {name: min(t["ms"]) for name, t in timed.items()}, exits
+    return {name: t["ms"] for name, t in timed.items()}, exits
 
 
 def main(argv):
@@ -241,16 +248,15 @@ def main(argv):
             }, encoded, FLAGS.passes)
             exits = np.asarray([out["exit_layer"] for out in timed["chain"]["outputs"]])
             flops_gain = flops_speedup(exits, lengths, spec)
-            # Each graph's fastest pass, and the ratio pass by pass (the two ran one after the other).
+            # Each graph's fastest pass.
             best = {name: int(np.argmin(t["ms"])) for name, t in timed.items()}
             chain_ms, full_ms = (timed[name]["ms"][best[name]] for name in ("chain", "teacher"))
             chain_invoke, teacher_invoke = (timed[name]["invoke_ms"][best[name]] for name in ("chain", "teacher"))
-            of_flops = [t / c / flops_gain for t, c in zip(timed["teacher"]["ms"], timed["chain"]["ms"])]
             latency.append({
                 "quantize": mode, "threads": threads, "chain_ms": round(chain_ms, 3),
                 "full_teacher_ms": round(full_ms, 3), "speedup": round(full_ms / chain_ms, 2),
-                "flops_speedup": round(flops_gain, 3), "of_flops": round(full_ms / chain_ms / flops_gain, 3),
-                "of_flops_by_pass": [round(r, 3) for r in of_flops],
+                "flops_speedup": round(flops_gain, 3),
+                **flops_ratios(timed["teacher"]["ms"], timed["chain"]["ms"], flops_gain),
                 "mean_stages": round(float(exits.mean()), 3),
                 # Per stage run: time outside the graphs, and inside them beyond the
                 # FLOPs share of the teacher graph's own time.
@@ -278,12 +284,12 @@ def main(argv):
         ms, exits = saved_model_ms(sm, trained, list(dev.text_a), batch_size, rule.threshold)
         # Per sentence, at its own length: a batch pads to its longest row, which this leaves out.
         flops_gain = flops_speedup(exits, lengths, spec)
-        saved.append({"batch": batch_size, "threshold": rule.threshold, "ms": {k: round(v, 2) for k, v in ms.items()},
+        saved.append({"batch": batch_size, "threshold": rule.threshold,
+                      "ms": {k: round(min(v), 2) for k, v in ms.items()},
                       "mean_exit_layer": round(float(exits.mean()), 3), "flops_speedup": round(flops_gain, 3),
-                      "of_flops": round(ms["teacher_graph"] / ms["classify_ids"] / flops_gain, 3)})
+                      **flops_ratios(ms["teacher_graph"], ms["classify_ids"], flops_gain)})
     results["saved_model_ms_per_batch"] = saved
-    results["machine"], results["commit"] = machine(), commit()
-    write_atomically(os.path.join(FLAGS.output_dir, "export_bench.json"), json.dumps(results, indent=2))
+    record(results, os.path.join(FLAGS.output_dir, "export_bench.json"))
     print(json.dumps(results, indent=2))
 
 
