@@ -15,7 +15,7 @@ from msbert_tf.inference.uncertainty import entropy
 
 MAX_RISK, CONFIDENCE = 0.05, 0.9
 SPEC = {"num_layers": 2, "hidden": 8, "intermediate": 16, "head": "mlp", "head_dim": 4,
-        "num_labels": 2, "head_depth": 1}
+        "num_labels": 2, "head_depth": 1, "head_num_heads": 2}
 
 
 def _exits(n, rng):

@@ -147,7 +147,8 @@ def test_real_path_agrees_with_simulator(tiny_classifier, rule):
 
 
 def test_flops_by_hand():
-    spec = {"num_layers": 2, "hidden": 4, "intermediate": 8, "head": "mlp", "head_dim": 2, "head_depth": 1, "num_labels": 3}
+    spec = {"num_layers": 2, "hidden": 4, "intermediate": 8, "head": "mlp", "head_dim": 2, "head_depth": 1, "num_labels": 3,
+            "head_num_heads": 2}
     T = 5
     layer = 4 * 2 * T * 4 * 4 + 2 * 2 * T * T * 4 + 2 * 2 * T * 4 * 8  # 640 + 400 + 640
     assert flops.layer_flops(T, 4, 8) == layer == 1680
@@ -161,14 +162,40 @@ def test_flops_by_hand():
 def test_deeper_head_flops_by_hand():
     T, hidden, d, labels = 5, 4, 2, 3
     mlp = {"num_layers": 2, "hidden": hidden, "intermediate": 8, "head": "mlp", "head_dim": d, "head_depth": 1,
-           "num_labels": labels}
+           "num_labels": labels, "head_num_heads": 2}
     assert flops.head_flops("mlp", T, hidden, d, labels, depth=3) == 2 * 4 * 2 + 2 * (2 * 2 * 2) + 2 * 2 * 3
     deeper = flops.path_flops(1, T, {**mlp, "head_depth": 2}) - flops.path_flops(1, T, mlp)
     assert deeper == 2 * d * d
     # An attention head's extra block: a transformer layer of width d, feed-forward 4d.
     block = 4 * 2 * T * d * d + 2 * 2 * T * T * d + 2 * 2 * T * d * (4 * d)  # 160 + 200 + 320
-    one, two = (flops.head_flops("attention", T, hidden, d, labels, depth=k) for k in (1, 2))
-    assert two - one == block == 680
+    two, three = (flops.head_flops("attention", T, hidden, d, labels, depth=k) for k in (2, 3))
+    assert three - two == block == 680
+    # Depth 1 reads [CLS] off the hidden states (two attention heads of size 1).
+    cls, per_head, dense = 2 * hidden * d, 2 * hidden * d + 4 * T * hidden + 2 * hidden * d, 5 * 2 * d * d
+    assert flops.head_flops("attention", T, hidden, d, labels) == cls + 2 * per_head + dense + 2 * d * labels == 292
+
+
+def test_attention_head_flops_agree_with_tensorflow_profiler():
+    import tensorflow as tf
+    from tensorflow.python.profiler import option_builder
+
+    from msbert_tf.models.heads import AttentionExitHead
+
+    hidden, head_dim, length = 384, 128, 25
+    head = AttentionExitHead(num_labels=2, hidden_dim=head_dim, num_heads=2)
+    head.build((1, length, hidden))
+    graph = (
+        tf.function(lambda x, m: head(x, m)[1])
+        .get_concrete_function(tf.TensorSpec([1, length, hidden]), tf.TensorSpec([1, length], tf.int32))
+        .graph
+    )
+    options = (
+        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
+    profiled = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+    assert profiled == pytest.approx(flops.head_flops("attention", length, hidden, head_dim, 2), rel=0.05)
 
 
 def test_layer_flops_agree_with_tensorflow_profiler():

@@ -46,6 +46,22 @@ def test_attention_head_ignores_padding(depth):
     assert not np.allclose(head(hidden, mask)[1], head(changed, mask)[1])
 
 
+def test_attention_head_reads_cls_as_multi_head_attention_does():
+    # Without dropout the training path is keras' MultiHeadAttention over
+    # every projected token; inference reads [CLS] off the hidden states.
+    head = AttentionExitHead(num_labels=3, hidden_dim=8, num_heads=2, dropout=0.0)
+    head.build((3, 6, 16))
+    rng = np.random.default_rng(0)
+    for weight in head.weights:  # biases too: the key's must cancel, the value's and projection's pass through
+        weight.assign(rng.normal(size=weight.shape).astype("float32"))
+    hidden = rng.normal(size=(3, 6, 16)).astype("float32")
+    mask = np.array([[1] * 6, [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]], "int32")
+    z, logits = head(hidden, mask)
+    z_mha, logits_mha = head(hidden, mask, training=True)
+    np.testing.assert_allclose(z, z_mha, atol=1e-5)
+    np.testing.assert_allclose(logits, logits_mha, atol=1e-4, rtol=1e-5)
+
+
 @pytest.mark.parametrize("cls", [MLPExitHead, AttentionExitHead])
 def test_heads_round_trip_config(cls):
     head = cls(num_labels=4, hidden_dim=8, depth=3, name="h")

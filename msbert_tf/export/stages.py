@@ -138,8 +138,10 @@ def _layer(classifier, index, hidden, mask):
 
 
 def _exit_logits(classifier, index, hidden, mask):
-    if index < classifier.num_layers - 1 and isinstance(classifier.exit_heads[index], AttentionExitHead):
-        return OneExample(classifier.exit_heads[index])(hidden, mask)[1]
+    head = classifier.exit_heads[index] if index < classifier.num_layers - 1 else None
+    # A head of depth 1 reads [CLS] in 2-D products of constant shape on its own (`_cls_attention`).
+    if isinstance(head, AttentionExitHead) and head.depth > 1:
+        return OneExample(head)(hidden, mask)[1]
     return classifier.exit_outputs(index, hidden, mask)[1]
 
 
