@@ -116,22 +116,24 @@ def early_exit(classifier, inputs, kind, threshold, top_k=2, patience=2, toleran
         else:
             done, state = graph_sure(kind, top_k, layer_outputs, state, threshold, patience, tolerance,
                                      weights[layer] if kind == "learned" else None)
-        rows = tf.boolean_mask(active, done)[:, None]
-        outputs = tf.tensor_scatter_nd_update(outputs, rows, tf.boolean_mask(layer_outputs, done))
+        # Row indices and gathers: a boolean mask is some ten ops per tensor.
+        leaving = tf.where(done)[:, 0]
+        rows = tf.gather(active, leaving)[:, None]
+        outputs = tf.tensor_scatter_nd_update(outputs, rows, tf.gather(layer_outputs, leaving))
         exits = tf.tensor_scatter_nd_update(exits, rows, tf.fill([tf.shape(rows)[0]], layer + 1))
         if layer == last:
             return outputs, exits
-        keep = tf.logical_not(done)
+        staying = tf.where(tf.logical_not(done))[:, 0]
 
         def go_on():
-            kept_mask = tf.boolean_mask(mask, keep)
-            kept_hidden, kept_mask = _trim([tf.boolean_mask(hidden, keep), kept_mask], kept_mask)
+            kept_mask = tf.gather(mask, staying)
+            kept_hidden, kept_mask = _trim([tf.gather(hidden, staying), kept_mask], kept_mask)
             return from_layer(
-                layer + 1, kept_hidden, kept_mask, tf.boolean_mask(active, keep),
-                tuple(tf.boolean_mask(s, keep) for s in state), tf.boolean_mask(total, keep), outputs, exits,
+                layer + 1, kept_hidden, kept_mask, tf.gather(active, staying),
+                tuple(tf.gather(s, staying) for s in state), tf.gather(total, staying), outputs, exits,
             )
 
-        return tf.cond(tf.reduce_any(keep), go_on, lambda: (outputs, exits))
+        return tf.cond(tf.size(staying) > 0, go_on, lambda: (outputs, exits))
 
     # No previous prediction (NaN agrees with nothing), no run, no previous top probability.
     state = (tf.fill([batch], tf.constant(float("nan"), tf.float64)), tf.zeros([batch], tf.int32),
