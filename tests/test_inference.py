@@ -175,48 +175,41 @@ def test_deeper_head_flops_by_hand():
     assert flops.head_flops("attention", T, hidden, d, labels) == cls + 2 * per_head + dense + 2 * d * labels == 292
 
 
-def test_attention_head_flops_agree_with_tensorflow_profiler():
+def profiled_flops(call, length, hidden):
+    """TensorFlow's profiler's float operations of `call(x, mask)` on one example of `length` tokens."""
     import tensorflow as tf
     from tensorflow.python.profiler import option_builder
 
+    graph = (
+        tf.function(call)
+        .get_concrete_function(tf.TensorSpec([1, length, hidden]), tf.TensorSpec([1, length], tf.int32))
+        .graph
+    )
+    options = (
+        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def test_attention_head_flops_agree_with_tensorflow_profiler():
     from msbert_tf.models.heads import AttentionExitHead
 
     hidden, head_dim, length = 384, 128, 25
     head = AttentionExitHead(num_labels=2, hidden_dim=head_dim, num_heads=2)
     head.build((1, length, hidden))
-    graph = (
-        tf.function(lambda x, m: head(x, m)[1])
-        .get_concrete_function(tf.TensorSpec([1, length, hidden]), tf.TensorSpec([1, length], tf.int32))
-        .graph
-    )
-    options = (
-        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
-        .with_empty_output()
-        .build()
-    )
-    profiled = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+    profiled = profiled_flops(lambda x, m: head(x, m)[1], length, hidden)
     assert profiled == pytest.approx(flops.head_flops("attention", length, hidden, head_dim, 2), rel=0.05)
 
 
 def test_layer_flops_agree_with_tensorflow_profiler():
     import keras_hub
-    import tensorflow as tf
-    from tensorflow.python.profiler import option_builder
 
     hidden, intermediate, length = 384, 1536, 20
     layer = keras_hub.layers.TransformerEncoder(intermediate_dim=intermediate, num_heads=12)
     layer.build((1, length, hidden))
-    graph = (
-        tf.function(lambda x, m: layer(x, padding_mask=m))
-        .get_concrete_function(tf.TensorSpec([1, length, hidden]), tf.TensorSpec([1, length], tf.int32))
-        .graph
-    )
-    options = (
-        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
-        .with_empty_output()
-        .build()
-    )
-    profiled = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+    profiled = profiled_flops(lambda x, m: layer(x, padding_mask=m), length, hidden)
     # The profiler counts biases, softmax and norms but not the attention
     # einsums; ours the reverse. Both are dominated by the same products.
     assert profiled == pytest.approx(flops.layer_flops(length, hidden, intermediate), rel=0.02)
