@@ -331,10 +331,12 @@ def test_first_layers_models_give_the_classifiers_exits():
         np.testing.assert_allclose(full_model(classifier)(example)["probabilities"][0], want[row, -1], atol=1e-6)
 
 
-def test_stage_graphs_compute_no_shapes_after_the_first(exported):
-    """One example a graph, reshapes of constant shape: no op works out a
-    tensor's shape (Keras' own layers left 9 a stage), so XNNPACK takes a
-    stage whole instead of in the pieces between such ops."""
+def test_stage_graphs_run_as_one_xnnpack_piece(exported):
+    """One example a graph, reshapes of constant shape, the exit head's
+    products batched: no op works out a tensor's shape (Keras' own layers
+    left 9 a stage) or falls outside XNNPACK (an EXPAND_DIMS, a slice that
+    drops an axis), so XNNPACK takes a stage whole, not in pieces with
+    LiteRT's kernels between."""
     from ai_edge_litert.interpreter import Interpreter
 
     _, out, _ = exported
@@ -342,7 +344,10 @@ def test_stage_graphs_compute_no_shapes_after_the_first(exported):
         folder = os.path.join(out, name)
         manifest = json.load(open(os.path.join(folder, MANIFEST)))
         for entry in manifest["stages"][1:]:
-            ops = [op["op_name"] for op in Interpreter(os.path.join(folder, entry["file"]))._get_ops_details()]
+            interpreter = Interpreter(os.path.join(folder, entry["file"]))
+            interpreter.allocate_tensors()
+            ops = [op["op_name"] for op in interpreter._get_ops_details()]
+            assert ops.count("DELEGATE") == 1, (name, entry["file"], ops)
             assert "FULLY_CONNECTED" in ops and "SHAPE" not in ops, (name, entry["file"])
 
 

@@ -56,10 +56,12 @@ def test_attention_head_reads_cls_as_multi_head_attention_does():
         weight.assign(rng.normal(size=weight.shape).astype("float32"))
     hidden = rng.normal(size=(3, 6, 16)).astype("float32")
     mask = np.array([[1] * 6, [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]], "int32")
-    z, logits = head(hidden, mask)
-    z_mha, logits_mha = head(hidden, mask, training=True)
-    np.testing.assert_allclose(z, z_mha, atol=1e-5)
-    np.testing.assert_allclose(logits, logits_mha, atol=1e-4, rtol=1e-5)
+    # A batch of one takes the stage graphs' batched products, any other batch element-wise ones.
+    for rows in (slice(0, 3), slice(1, 2)):
+        z, logits = head(hidden[rows], mask[rows])
+        z_mha, logits_mha = head(hidden[rows], mask[rows], training=True)
+        np.testing.assert_allclose(z, z_mha, atol=1e-5)
+        np.testing.assert_allclose(logits, logits_mha, atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("cls", [MLPExitHead, AttentionExitHead])
@@ -110,6 +112,9 @@ def test_mean_pooled_teacher_reads_the_unpadded_mean(tiny):
     np.testing.assert_allclose(model.teacher_logits(noisy, mask), expected, atol=1e-5)
     # keras-hub's preprocessor gives a boolean mask.
     np.testing.assert_allclose(model.teacher_logits(hidden, mask.astype(bool)), expected, atol=1e-5)
+    # A batch of one and a larger batch read the mean in different ops (`rows`).
+    pair = model.teacher_logits(np.concatenate([hidden, noisy]), np.concatenate([mask, mask]))
+    np.testing.assert_allclose(pair, np.concatenate([expected, expected]), atol=1e-5)
     # [CLS] pooling reads row 0 only, so the two differ on the same input.
     cls_model = MSBertClassifier(backbone, num_labels=2, head="mlp", head_dim=8)
     cls_model.build()

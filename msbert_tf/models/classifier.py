@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from msbert_tf.models.backbone import use_exact_gelu, uses_exact_gelu
+from msbert_tf.models import rows
 from msbert_tf.models.heads import make_head
 
 
@@ -107,10 +108,10 @@ class MSBertClassifier(keras.Model):
         ship an untrained pooler (zero bias) that [CLS] alone has to rescue.
         """
         if self.teacher_pooling == "mean":
-            mask = ops.expand_dims(ops.cast(padding_mask, hidden.dtype), -1)
-            summary = ops.sum(hidden * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+            mask = ops.cast(padding_mask, hidden.dtype)
+            summary = rows.weighted_sum(mask, hidden) / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
         else:
-            summary = hidden[:, 0, :]
+            summary = rows.first_token(hidden)
         pooled = self.backbone.pooled_dense(summary)
         return self.teacher_dense(self.teacher_dropout(pooled, training=training))
 

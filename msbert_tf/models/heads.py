@@ -17,6 +17,7 @@ import keras_hub
 from keras import ops
 
 from msbert_tf.config import BLOCK_FEED_FORWARD_RATIO
+from msbert_tf.models import rows
 
 
 @keras.saving.register_keras_serializable(package="msbert_tf")
@@ -127,27 +128,25 @@ class AttentionExitHead(keras.layers.Layer):
         a constant that the softmax cancels (P the projection, K_i, V_i the
         key and value kernels), and its context is V_i of the projection of
         the attention-weighted mean of h (the weights sum to 1). So no token
-        but [CLS] is projected: about 1/6 of the products at 25 tokens, all
-        of them 2-D or element-wise. TensorFlow's CPU kernels spend 30-80 us
-        on each batched product, einsum or transpose whatever its size,
-        which made this head half the cost of a layer at batch 1.
+        but [CLS] is projected: about 1/6 of the products at 25 tokens, and
+        no batched product, einsum or transpose of the tokens at any batch
+        but one (`rows`): TensorFlow's CPU kernels spend 30-80 us on each
+        whatever its size, which made this head half a layer's cost at batch 1.
         """
         attention, project = self.attention, self.project
         query, key, value, output = (
             attention._query_dense, attention._key_dense, attention._value_dense, attention._output_dense
         )
-        size = attention.key_dim
-        cls = ops.matmul(hidden[:, 0, :], project.kernel) + project.bias
-        queries = ops.matmul(cls, ops.reshape(query.kernel, (self.hidden_dim, -1))) + ops.reshape(query.bias, (-1,))
+        cls = ops.matmul(rows.first_token(hidden), project.kernel) + project.bias
         # keras' masked softmax: a large negative score for every padded key.
         mask_bias = (1.0 - ops.cast(padding_mask, hidden.dtype)) * -1e9
         attended = output.bias
         for i in range(self.num_heads):
-            q = queries[:, i * size:(i + 1) * size] * (1.0 / math.sqrt(size))
+            q = (ops.matmul(cls, query.kernel[:, i, :]) + query.bias[i]) * (1.0 / math.sqrt(attention.key_dim))
             direction = ops.matmul(ops.matmul(q, ops.transpose(key.kernel[:, i, :])), ops.transpose(project.kernel))
-            weights = ops.softmax(ops.sum(hidden * ops.expand_dims(direction, 1), axis=-1) + mask_bias, axis=-1)
-            pooled = ops.sum(hidden * ops.expand_dims(weights, -1), axis=1)
-            values = ops.matmul(ops.matmul(pooled, project.kernel) + project.bias, value.kernel[:, i, :]) + value.bias[i]
+            weights = ops.softmax(rows.dot_each(hidden, direction) + mask_bias, axis=-1)
+            pooled = ops.matmul(rows.weighted_sum(weights, hidden), project.kernel) + project.bias
+            values = ops.matmul(pooled, value.kernel[:, i, :]) + value.bias[i]
             attended = attended + ops.matmul(values, output.kernel[i])
         return attended
 
