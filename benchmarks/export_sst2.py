@@ -26,7 +26,9 @@
   about 10^8);
 - the SavedModel at batch 1 and 32: text in and ids in, each at the default
   threshold and with all layers, against the whole teacher in one TF graph on
-  the same ids (the FLOPs ratio's baseline).
+  the same ids (the FLOPs ratio's baseline); at batch 1 also each sentence
+  through a TF graph of exactly its exit's layers, as if its exit were known
+  in advance: the floor of any exit graph in TF.
 Prints the results and writes them, with `lscpu`'s model and flags and the
 commit, to export_bench.json in --output_dir.
 """
@@ -143,17 +145,26 @@ def saved_model_ms(path, trained, texts, batch_size, threshold):
     own machinery still runs after each layer), `classify_ids` (ids in, as the
     LiteRT graphs are timed) at `threshold` and at 0, and the whole teacher in one TF
     graph on the same ids (no exit heads, no decisions: what the FLOPs ratio
-    is read against). Returns ({name: ms of each pass}, exit layers of `classify_ids`)."""
+    is read against); at batch 1, each sentence through the graph of exactly
+    its exit's layers. Returns ({name: ms of each pass}, exit layers of `classify_ids`)."""
     import tensorflow as tf
 
     model = tf.saved_model.load(path)
     classify, classify_ids = model.signatures["classify"], model.signatures["classify_ids"]
     spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in stages.ID_INPUTS}
     classifier = trained.classifier
-    teacher = tf.function(
-        lambda ids: classifier.teacher_logits(classifier.hidden_states(ids)[-1], ids["padding_mask"]),
-        input_signature=[spec],
-    )
+
+    def first_layers(count):
+        """The first `count` layers and exit `count` in one TF graph."""
+        def logits(ids):
+            hidden = classifier.embed(ids)
+            for index in range(count):
+                hidden = classifier.transformer_layer(index, hidden, ids["padding_mask"])
+            return classifier.exit_outputs(count - 1, hidden, ids["padding_mask"])[1]
+
+        return tf.function(logits, input_signature=[spec])
+
+    teacher = first_layers(classifier.num_layers)
     text_batches = [tf.constant(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     id_batches = []
     for batch in text_batches:
@@ -169,6 +180,14 @@ def saved_model_ms(path, trained, texts, batch_size, threshold):
         "classify_ids_all_layers": (lambda i: classify_ids(**id_batches[i], threshold=at[0.0]), ()),
         "teacher_graph": (lambda i: teacher(id_batches[i]), ()),
     }
+    if batch_size == 1:
+        # Each sentence through the graph of exactly its exit's layers: the
+        # same work with no decision or control flow, the floor of any exit graph.
+        known = [int(classify_ids(**ids, threshold=at[threshold])["exit_layer"][0]) for ids in id_batches]
+        graphs = {count: first_layers(count) for count in set(known)}
+        for count, graph in graphs.items():  # traced before the clock runs: rare depths may miss the warm-up
+            graph(id_batches[known.index(count)])
+        runs["exits_known_in_advance"] = (lambda i: graphs[known[i]](id_batches[i]), ())
     timed = interleaved(runs, list(range(len(text_batches))), FLAGS.passes)
     exits = np.concatenate([np.asarray(out["exit_layer"]) for out in timed["classify_ids"]["outputs"]])
     return {name: t["ms"] for name, t in timed.items()}, exits
@@ -288,6 +307,9 @@ def main(argv):
                       "ms": {k: round(min(v), 2) for k, v in ms.items()},
                       "mean_exit_layer": round(float(exits.mean()), 3), "flops_speedup": round(flops_gain, 3),
                       **flops_ratios(ms["teacher_graph"], ms["classify_ids"], flops_gain)})
+        if "exits_known_in_advance" in ms:
+            saved[-1]["exits_known_in_advance"] = flops_ratios(ms["teacher_graph"], ms["exits_known_in_advance"],
+                                                               flops_gain)
     results["saved_model_ms_per_batch"] = saved
     record(results, os.path.join(FLAGS.output_dir, "export_bench.json"))
     print(json.dumps(results, indent=2))
