@@ -8,9 +8,10 @@ example at a time, of any length (an app resizes the inputs to 1 x its
 sentence's length). Functional models, not `tf.Module`s: only they convert to
 LiteRT with their weights inside (FINDINGS 8).
 
-With the batch fixed at 1, the transformer layers and attention exit heads
-run on the example's rows (T x H) with reshapes of constant shape
-(`OneExample`), where Keras' own layers, for any batch, compute every
+With the batch fixed at 1, the transformer layers and deeper attention exit
+heads run on the example's rows (T x H) with reshapes of constant shape
+(`OneExample`; heads of depth 1 and the teacher read the rows so on their
+own, `models.rows`), where Keras' own layers, for any batch, compute every
 reshape's shape in the graph: XNNPACK, which runs LiteRT's CPU graphs, takes
 no such reshape, so each layer fell into 15 delegated pieces with LiteRT's
 own kernels between, and re-planned each piece after a change of length.
@@ -139,7 +140,7 @@ def _layer(classifier, index, hidden, mask):
 
 def _exit_logits(classifier, index, hidden, mask):
     head = classifier.exit_heads[index] if index < classifier.num_layers - 1 else None
-    # A head of depth 1 reads [CLS] in 2-D products of constant shape on its own (`_cls_attention`).
+    # A head of depth 1 reads the example's rows in products of constant shape on its own (`models.rows`).
     if isinstance(head, AttentionExitHead) and head.depth > 1:
         return OneExample(head)(hidden, mask)[1]
     return classifier.exit_outputs(index, hidden, mask)[1]

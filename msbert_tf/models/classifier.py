@@ -17,8 +17,8 @@ logits = model(preprocessor(["good", "bad"]))  # B x L x num_labels
 import keras
 from keras import ops
 
-from msbert_tf.models.backbone import use_exact_gelu, uses_exact_gelu
 from msbert_tf.models import rows
+from msbert_tf.models.backbone import use_exact_gelu, uses_exact_gelu
 from msbert_tf.models.heads import make_head
 
 
