@@ -1,7 +1,7 @@
 """Exports a trained run and measures the bundles on SST-2 dev: parity, size, accuracy, latency.
 
     python benchmarks/export_sst2.py --run_dir=runs/sst2 --output_dir=runs/sst2/export_bench \
-        --data_dir=../shared/data/glue [--threshold=0.8]
+        --data_dir=../shared/data/glue [--threshold=0.8] [--formats=saved_model]
 
 - parity: the float32 stage chain against the Keras model on every dev
   sentence (tokenised by the bundle's own vocabulary), over a threshold sweep:
@@ -28,7 +28,8 @@
   threshold and with all layers, against the whole teacher in one TF graph on
   the same ids (the FLOPs ratio's baseline); at batch 1 also each sentence
   through a TF graph of exactly its exit's layers, as if its exit were known
-  in advance: the floor of any exit graph in TF.
+  in advance, and the same with every exit head before its exit, which an
+  exit graph must compute to decide: the floor of any exit graph in TF.
 Prints the results and writes them, with `lscpu`'s model and flags and the
 commit, to export_bench.json in --output_dir.
 """
@@ -147,7 +148,7 @@ def saved_model_ms(path, trained, texts, batch_size, threshold):
     LiteRT graphs are timed) at `threshold` and at 0, and the whole teacher in one TF
     graph on the same ids (no exit heads, no decisions: what the FLOPs ratio
     is read against); at batch 1, each sentence through the graph of exactly
-    its exit's layers. Returns ({name: ms of each pass}, exit layers of `classify_ids`)."""
+    its exit's layers, without and with the exit heads before it. Returns ({name: ms of each pass}, exit layers of `classify_ids`)."""
     import tensorflow as tf
 
     model = tf.saved_model.load(path)
