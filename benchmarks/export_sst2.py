@@ -17,7 +17,8 @@
   chain's FLOPs speed-up on the same sentences, with its fixed cost per
   stage timed apart: outside the graphs (the runner's Python, resizes,
   copies) and inside them beyond their FLOPs share of the teacher graph's
-  time (heads slower than their FLOPs, per-graph dispatch); and against
+  time (heads slower than their FLOPs, per-graph dispatch), and the ratio
+  of the graphs' own time alone (a native loop's best); and against
   static graphs of the first k layers and exit k of the same checkpoint
   (--static_layers), with their dev accuracy: what a user might ship instead;
 - the exit decision's own cost after each stage, in microseconds, for the
@@ -302,6 +303,8 @@ def litert_results(trained, rule, dev, spec, lengths):
                 "inside_beyond_flops_ms_per_stage": round(
                     (chain_invoke - teacher_invoke / flops_gain) / exits.mean(), 4),
                 "teacher_outside_graph_ms": round(full_ms - teacher_invoke, 4),
+                # The graphs' own time alone (no runner, resize or re-plan): a native loop's best.
+                "graphs_alone_of_flops": round(teacher_invoke / chain_invoke / flops_gain, 3),
             })
     results["litert_latency_batch1"] = latency
     results["decision_us_per_stage"] = decision_us(trained, rule, float_probs)
