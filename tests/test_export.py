@@ -465,7 +465,7 @@ def test_int8_export_without_rows_is_refused(exported, tmp_path, monkeypatch):
         export_run(trained, str(tmp_path / "out"), formats=("tflite",), quantize=("int8",))
 
 
-def test_a_quantized_bundle_certifies_the_runs_threshold_on_its_own_outputs(exported, tmp_path):
+def test_a_quantized_bundle_certifies_the_runs_threshold_on_its_own_outputs(exported, tmp_path, monkeypatch, caplog):
     import shutil
 
     from msbert_tf.inference.calibration import calibrate_run
@@ -492,6 +492,17 @@ def test_a_quantized_bundle_certifies_the_runs_threshold_on_its_own_outputs(expo
     early = [runner.classify(t)["label_id"] for t in texts]
     full = [runner.classify(t, 0.0)["label_id"] for t in texts]
     assert certificate["empirical_risk"] == pytest.approx(np.mean(np.not_equal(early, full)), abs=1e-5)
+    # The labelled rows also say what quantization cost the final prediction.
+    labels = read_file(get_task("sst2"), rows).labels
+    assert certificate["final_accuracy"] == pytest.approx(np.mean(np.equal(full, labels)), abs=1e-5)
+    assert certificate["float_model_final_accuracy"] == record["final_accuracy"]
+    # A bundle that lost more than the bound is named in the log (here any loss at all is).
+    from msbert_tf.export import bundle
+
+    monkeypatch.setattr(bundle, "ACCURACY_WARNING", certificate["float_model_final_accuracy"]
+                        - certificate["final_accuracy"] - 0.01)
+    export_run(copy, str(tmp_path / "warned"), formats=("tflite",), quantize=("dynamic",))
+    assert "points less accurate than the float model's" in caplog.text
     # Another threshold than the run's is the caller's: nothing is redone.
     other = export_run(copy, str(tmp_path / "other"), formats=("tflite",), quantize=("dynamic",),
                        rule=ExitRule("entropy", 0.3))[0]

@@ -35,6 +35,10 @@ FORMATS = ("tflite", "saved_model")
 # A float32 stage chain must reproduce Keras this closely (checked at export).
 FLOAT_TOLERANCE = 1e-4
 _PROBE = "exporting checks that this sentence gives the same answer on both sides."
+# A quantized bundle whose final prediction is this much less accurate than
+# the float model's on the certificate's rows is named in a warning (the
+# issue's bound for int8: 0.5 points).
+ACCURACY_WARNING = 0.005
 # A bundle is written under this suffix, then renamed into place.
 PARTIAL = ".partial"
 
@@ -134,8 +138,11 @@ def certify_bundle(trained, path, rule):
     "Which ops int8 leaves in float"), so the guarantee is the float model's,
     not the bundle's. Where `rule` is the run's certified one (a threshold
     rule), the same rows, risk, levels and final certify a threshold for this
-    bundle's own chain. Returns the record for the manifest, or None where
-    there is nothing to redo (no certificate, another threshold, patience)."""
+    bundle's own chain. Where the rows are labelled, the record gives the
+    bundle's final accuracy beside the float model's, and the log warns of
+    a loss over `ACCURACY_WARNING`. Returns the record for the manifest, or
+    None where there is nothing to redo (no certificate, another threshold,
+    patience)."""
     record = trained.run.load_threshold()
     if not (record.get("certified") and rule.kind != "patience" and rule.kind == record.get("uncertainty")
             and rule.threshold == record.get("threshold") and rule.final_exits == record.get("final_exits", 1)):
@@ -163,10 +170,22 @@ def certify_bundle(trained, path, rule):
     )
     logging.info("%s: threshold %.4g certified on its own outputs (the float model's: %.4g).",
                  path.removesuffix(PARTIAL), redone["threshold"], rule.threshold)
-    return {"rows": where, "float_model_threshold": rule.threshold,
-            **{key: redone[key] for key in ("threshold", "certified", "risk", "max_risk", "confidence",
-                                            "calibration_rows", "empirical_risk", "risk_upper_bound",
-                                            "flops_speedup") if key in redone}}
+    certificate = {"rows": where, "float_model_threshold": rule.threshold,
+                   **{key: redone[key] for key in ("threshold", "certified", "risk", "max_risk", "confidence",
+                                                   "calibration_rows", "empirical_risk", "risk_upper_bound",
+                                                   "flops_speedup", "final_accuracy") if key in redone}}
+    # The certificate bounds disagreement with the bundle's own final, which
+    # quantization may have made less accurate than the float model's.
+    if "final_accuracy" in certificate and "final_accuracy" in record:
+        certificate["float_model_final_accuracy"] = record["final_accuracy"]
+        lost = record["final_accuracy"] - certificate["final_accuracy"]
+        if lost > ACCURACY_WARNING:
+            logging.warning(
+                "%s: its final prediction is %.1f points less accurate than the float model's on the %d "
+                "rows it was certified on (%.1f%% against %.1f%%): measure it on your own data before shipping it.",
+                path.removesuffix(PARTIAL), 100 * lost, redone["calibration_rows"],
+                100 * certificate["final_accuracy"], 100 * record["final_accuracy"])
+    return certificate
 
 
 def text_inputs(task):
