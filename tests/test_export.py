@@ -496,7 +496,7 @@ def test_a_quantized_bundle_certifies_the_runs_threshold_on_its_own_outputs(expo
     labels = read_file(get_task("sst2"), rows).labels
     assert certificate["final_accuracy"] == pytest.approx(np.mean(np.equal(full, labels)), abs=1e-5)
     assert certificate["float_model_final_accuracy"] == record["final_accuracy"]
-    # A bundle that lost more than the bound is named in the log (here any loss at all is).
+    # A bundle that lost more than the bound is named in the log (the bound set 1 point under this one's loss).
     from msbert_tf.export import bundle
 
     monkeypatch.setattr(bundle, "ACCURACY_WARNING", certificate["float_model_final_accuracy"]
