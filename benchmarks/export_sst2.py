@@ -209,24 +209,25 @@ def main(argv):
     export_run(trained, FLAGS.output_dir, formats=FLAGS.formats, quantize=FLAGS.quantize, rule=rule)
     results = {"run_dir": FLAGS.run_dir, "examples": len(dev), "threshold": rule.threshold, "uncertainty": rule.kind}
     spec = flops.model_spec(trained.classifier)
+    keras_ids = trained.preprocessor(list(dev.text_a))
     # Each sentence's own length, as the bundles' runner encodes it (`token_ids_identical`).
-    lengths = np.asarray(trained.preprocessor(list(dev.text_a))["padding_mask"]).sum(axis=1)
+    lengths = np.asarray(keras_ids["padding_mask"]).sum(axis=1)
     if "tflite" in FLAGS.formats:
-        results.update(litert_results(trained, rule, dev, spec, lengths))
+        results.update(litert_results(trained, rule, dev, spec, lengths, keras_ids["token_ids"]))
     if "saved_model" in FLAGS.formats:
         results["saved_model_ms_per_batch"] = saved_model_results(trained, rule, dev, spec, lengths)
     record(results, os.path.join(FLAGS.output_dir, "export_bench.json"))
     print(json.dumps(results, indent=2))
 
 
-def litert_results(trained, rule, dev, spec, lengths):
-    """Parity, size, accuracy and batch-1 latency of the LiteRT bundles (the module docstring)."""
+def litert_results(trained, rule, dev, spec, lengths, keras_ids):
+    """Parity, size, accuracy and batch-1 latency of the LiteRT bundles (the
+    module docstring); `keras_ids`: the trainer's token ids of `dev`."""
     import keras
 
     results = {}
     float_runner = LiteRTRunner(os.path.join(FLAGS.output_dir, "tflite_none"))
     encoded = [float_runner.encode(t) for t in dev.text_a]
-    keras_ids = trained.preprocessor(list(dev.text_a))["token_ids"]
     results["token_ids_identical"] = int(sum(
         np.array_equal(e["token_ids"][0], np.asarray(k)[: e["token_ids"].shape[1]]) for e, k in zip(encoded, keras_ids)
     ))
