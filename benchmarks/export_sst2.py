@@ -273,12 +273,15 @@ def litert_results(trained, rule, dev, spec, lengths, keras_ids):
         }
     results["variants"] = variants
 
-    # The whole-teacher and first-k-layer int8 graphs calibrate on the rows the bundle's first stage did.
+    # The whole-teacher and first-k-layer int8 graphs calibrate on the rows
+    # the bundle's first stage did, their feed-forward outliers apart as there.
     id_samples = int8.id_samples(int8.training_sample(trained), trained.preprocessor) if "int8" in FLAGS.quantize else None
+    outliers = int8.outliers(trained.classifier, id_samples) if id_samples else None
     latency = []
     for mode in FLAGS.quantize:
         teacher_path = os.path.join(FLAGS.output_dir, f"teacher_{mode}.tflite")
-        litert.write_litert(stages.full_model(trained.classifier), teacher_path, mode, id_samples)
+        litert.write_litert(stages.full_model(trained.classifier, outliers if mode == "int8" else None),
+                            teacher_path, mode, id_samples)
         for threads in map(int, FLAGS.threads):
             runner = LiteRTRunner(os.path.join(FLAGS.output_dir, f"tflite_{mode}"), num_threads=threads)
             teacher = Stage(teacher_path, threads)
@@ -313,7 +316,8 @@ def litert_results(trained, rule, dev, spec, lengths, keras_ids):
     for mode in [m for m in ("none", "dynamic", "int8") if m in FLAGS.quantize]:
         for count in map(int, FLAGS.static_layers):
             path = os.path.join(FLAGS.output_dir, f"first_{count}_layers_{mode}.tflite")
-            litert.write_litert(stages.first_layers_model(trained.classifier, count), path, mode, id_samples)
+            litert.write_litert(stages.first_layers_model(trained.classifier, count, outliers if mode == "int8" else None),
+                                path, mode, id_samples)
             for threads in map(int, FLAGS.threads):
                 graph = Stage(path, threads)
                 ms, outputs = best_ms(lambda ids: graph(**ids)["probabilities"][0], encoded, FLAGS.passes)

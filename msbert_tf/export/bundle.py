@@ -90,15 +90,17 @@ def _tokenizer_settings(tokenizer, max_seq_length, is_pair):
 
 
 def write_litert_bundle(trained, path, quantize, max_seq_length, rule, samples=None):
-    """One LiteRT bundle; `samples` (each stage's calibration inputs) for `int8`."""
+    """One LiteRT bundle; `samples` (`int8.id_samples`) calibrate `int8`."""
     os.makedirs(path, exist_ok=True)
     tokenizer = trained.preprocessor.tokenizer
     with open(os.path.join(path, VOCABULARY), "w", encoding="utf-8") as f:
         f.write("".join(f"{token}\n" for token in tokenizer.get_vocabulary()))
     stage_entries = []
-    for index, model in enumerate(stages.stage_models(trained.classifier)):
+    graphs = (int8.stage_models(trained.classifier, samples) if quantize == "int8"
+              else [(model, None) for model in stages.stage_models(trained.classifier)])
+    for index, (model, inputs) in enumerate(graphs):
         name = f"stage_{index + 1}.tflite"
-        file = litert.write_litert(model, os.path.join(path, name), quantize, samples and samples[index])
+        file = litert.write_litert(model, os.path.join(path, name), quantize, inputs)
         graph = Stage(file)
         stage_entries.append({"file": name, "inputs": graph.input_specs, "outputs": graph.output_specs})
     manifest = {
@@ -225,7 +227,7 @@ def export_run(trained, output_dir, formats=FORMATS, quantize=("none",), max_seq
     paths, samples = [], None
     if "tflite" in formats and "int8" in quantize:
         rows = int8.training_sample(trained) if representative is None else representative
-        samples = int8.stage_samples(trained.classifier, int8.id_samples(rows, trained.preprocessor))
+        samples = int8.id_samples(rows, trained.preprocessor)
     if "tflite" in formats:
         for mode in quantize:
             paths.append(_write_folder_atomically(

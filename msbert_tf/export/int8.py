@@ -10,6 +10,13 @@ dev accuracy (85.6% against 88.7%), and keeping only attention and
 LayerNorm in float still 1.4; this choice 0.35 (BENCHMARKS.md "Which ops
 int8 leaves in float").
 
+A few channels of each layer's feed-forward output reach 30-180 times the
+median channel's largest value (SST-2's MiniLM, layer 1: 194 against 1.1),
+fed by one or two intermediate neurons at 8-16 times the median one's (24.5
+against 1.6): one int8 scale for each whole tensor rounded the other values
+coarsely, and the chain's final lost 0.6-1.7 points to float32. Those
+neurons and channels (`outliers`) get products, and so scales, of their own.
+
 The calibrator runs every sample through one plan, so the samples share one
 length: rows at least `SAMPLE_LENGTH` tokens long, cut to it. Padded
 samples instead put the attention mask's large negative numbers into the
@@ -17,8 +24,7 @@ ranges: 77% dev accuracy.
 
 ```python
 samples = id_samples(training_sample(trained), trained.preprocessor)
-models = stages.stage_models(trained.classifier)
-for index, (model, inputs) in enumerate(zip(models, stage_samples(trained.classifier, samples))):
+for index, (model, inputs) in enumerate(stage_models(trained.classifier, samples)):
     write_int8(model, f"stage_{index + 1}.tflite", inputs)
 ```
 """
@@ -38,6 +44,9 @@ from msbert_tf.inference.calibration import exit_model_rows
 # but the fully connected layers and the embedding lookups (GATHER).
 FLOAT_OPS = ("ADD", "SUB", "MUL", "MEAN", "SQUARED_DIFFERENCE", "RSQRT", "BATCH_MATMUL", "SOFTMAX",
              "GELU", "TANH", "RESHAPE", "TRANSPOSE", "STRIDED_SLICE")
+# A feed-forward neuron or output channel whose largest magnitude on the
+# calibration samples passes this many times the median one's is computed apart.
+OUTLIER_RATIO = 4.0
 SAMPLE_LENGTH = 32
 SAMPLE_COUNT = 200
 # Rows read to find SAMPLE_COUNT of SAMPLE_LENGTH tokens (SST-2: 5% of its phrases are that long).
@@ -80,6 +89,32 @@ def stage_samples(classifier, samples):
         for hidden in classifier.hidden_states(batch)[:-1]
     ]
     return [[{k: v[i : i + 1] for k, v in feed.items()} for i in range(len(samples))] for feed in feeds]
+
+
+def outliers(classifier, samples, ratio=OUTLIER_RATIO):
+    """Each transformer layer's `stages.Outliers`: the feed-forward's
+    intermediate neurons and output channels whose largest magnitude over
+    `samples` (`id_samples`) passes `ratio` times the median one's, as the
+    float classifier computes them."""
+    batch = {k: np.concatenate([s[k] for s in samples]) for k in samples[0]}
+    inputs = [classifier.embed(batch)] + classifier.hidden_states(batch)[:-1]
+    found = []
+    for layer, hidden in zip(classifier.backbone.transformer_layers, inputs):
+        values = [
+            stages.feedforward_values(layer, hidden[i : i + 1], batch["padding_mask"][i : i + 1])
+            for i in range(len(samples))
+        ]
+        peaks = [np.max([np.abs(np.asarray(v[part])).max(0) for v in values], axis=0) for part in (0, 1)]
+        neurons, channels = (tuple(int(c) for c in np.flatnonzero(p > ratio * np.median(p))) for p in peaks)
+        found.append(stages.Outliers(neurons, channels))
+    return found
+
+
+def stage_models(classifier, samples):
+    """The stage models int8 converts, each with its calibration inputs:
+    `[(model, inputs)]` for `samples` (`id_samples`)."""
+    models = stages.stage_models(classifier, outliers(classifier, samples))
+    return list(zip(models, stage_samples(classifier, samples)))
 
 
 def write_int8(model, path, samples, float_ops=FLOAT_OPS):

@@ -23,9 +23,11 @@ out = stages[1]({"hidden_in": out["hidden"], "padding_mask": mask})
 ```
 """
 
+import dataclasses
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from msbert_tf.models.heads import AttentionExitHead
@@ -56,38 +58,97 @@ def _attention(attention, query, values, mask_bias):
     return ops.matmul(context, ops.reshape(output.kernel, (context.shape[1], -1))) + output.bias
 
 
-def _encoder(layer, rows, mask_bias):
-    """keras-hub's `TransformerEncoder.call` on one example's rows, at inference."""
+def _attention_block(layer, rows, mask_bias):
+    """keras-hub's `TransformerEncoder` up to its feed-forward's input (the residual)."""
     residual = rows
     if layer.normalize_first:
         rows = layer._self_attention_layer_norm(rows)
     rows = _attention(layer._self_attention_layer, rows, rows, mask_bias) + residual
     if not layer.normalize_first:
         rows = layer._self_attention_layer_norm(rows)
-    residual = rows
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Outliers:
+    """A transformer layer's feed-forward outliers: `neurons` of its
+    intermediate activations and `channels` of its output, each computed in
+    products of their own: the same numbers, but an int8 graph then gives
+    them, and the rest, scales of their own (`int8`)."""
+
+    neurons: tuple = ()
+    channels: tuple = ()
+
+
+def _columns_apart(dense, rows, columns):
+    """`dense(rows)` as two products: every column but `columns` (there 0:
+    the activations of keras-hub's feed-forward are 0 at 0), and `columns`
+    alone (None where there are none)."""
+    if not columns:
+        return dense(rows), None
+    keep = np.ones(dense.kernel.shape[1], np.float32)
+    keep[list(columns)] = 0.0
+    rest = dense.activation(ops.matmul(rows, dense.kernel * keep) + dense.bias * keep)
+    apart = dense.activation(ops.matmul(rows, ops.take(dense.kernel, columns, axis=1)) + ops.take(dense.bias, columns))
+    return rest, apart
+
+
+def _feedforward(layer, rows, outliers=Outliers()):
+    """The feed-forward's output, before the residual sum."""
     if layer.normalize_first:
         rows = layer._feedforward_layer_norm(rows)
-    rows = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(rows)) + residual
+    inner, outer = layer._feedforward_intermediate_dense, layer._feedforward_output_dense
+    inner_rows, neurons = _columns_apart(inner, rows, outliers.neurons)
+    output, channels = _columns_apart(outer, inner_rows, outliers.channels)
+    if channels is not None:  # back in their places, by a one-hot product
+        output = output + ops.matmul(channels, np.eye(outer.kernel.shape[1], dtype=np.float32)[list(outliers.channels)])
+    if neurons is not None:  # their rows of the output kernel
+        output = output + ops.matmul(neurons, ops.take(outer.kernel, outliers.neurons, axis=0))
+    return output
+
+
+def _encoder(layer, rows, mask_bias, outliers=Outliers()):
+    """keras-hub's `TransformerEncoder.call` on one example's rows, at inference."""
+    rows = _attention_block(layer, rows, mask_bias)
+    rows = _feedforward(layer, rows, outliers) + rows
     if not layer.normalize_first:
         rows = layer._feedforward_layer_norm(rows)
     return rows
 
 
+def _mask_bias(padding_mask, dtype):
+    # keras' masked softmax: a large negative score for every padded key.
+    return (1.0 - ops.cast(padding_mask, dtype)) * -1e9
+
+
+def feedforward_values(layer, hidden, padding_mask):
+    """Transformer `layer`'s feed-forward intermediate activations (T x I)
+    and output (T x H, before the residual sum) on one example (`hidden`:
+    1 x T x H), as its stage computes them."""
+    rows = ops.reshape(hidden, (-1, hidden.shape[-1]))
+    rows = _attention_block(layer, rows, _mask_bias(padding_mask, rows.dtype))
+    if layer.normalize_first:
+        rows = layer._feedforward_layer_norm(rows)
+    inner = layer._feedforward_intermediate_dense(rows)
+    return inner, layer._feedforward_output_dense(inner)
+
+
 class OneExample(keras.layers.Layer):
     """A backbone's transformer layer, or an `AttentionExitHead`, on one
     example (1 x T x H): the same numbers as the layer's own call, with
-    every reshape of constant shape. Export only (never saved)."""
+    every reshape of constant shape, and a layer's feed-forward `outliers`
+    apart. Export only (never saved)."""
 
-    def __init__(self, layer, **kwargs):
+    def __init__(self, layer, outliers=Outliers(), **kwargs):
         super().__init__(name=f"one_example_{layer.name}", **kwargs)
         self.layer = layer
+        self.outliers = outliers
 
     def call(self, hidden, padding_mask):
         rows = ops.reshape(hidden, (-1, hidden.shape[-1]))
-        # keras' masked softmax: a large negative score for every padded key.
-        mask_bias = (1.0 - ops.cast(padding_mask, rows.dtype)) * -1e9
+        mask_bias = _mask_bias(padding_mask, rows.dtype)
         if not isinstance(self.layer, AttentionExitHead):
-            return ops.reshape(_encoder(self.layer, rows, mask_bias), (1, -1, rows.shape[-1]))
+            return ops.reshape(_encoder(self.layer, rows, mask_bias, self.outliers), (1, -1, rows.shape[-1]))
         head = self.layer
         rows = head.project(rows)
         for block in head.blocks:
@@ -117,8 +178,9 @@ def _exit_output(classifier, logits):
     return {"probabilities": keras.layers.Softmax(name="probabilities")(logits)}
 
 
-def stage_model(classifier, index):
-    """Stage `index` (0-based): layer `index` and its exit."""
+def stage_model(classifier, index, outliers=Outliers()):
+    """Stage `index` (0-based): layer `index`, its feed-forward `outliers`
+    apart, and its exit."""
     if index == 0:
         inputs = _id_inputs()
         mask = inputs["padding_mask"]
@@ -127,15 +189,15 @@ def stage_model(classifier, index):
         mask = keras.Input(batch_shape=(1, None), dtype="int32", name="padding_mask")
         hidden = keras.Input(batch_shape=(1, None, classifier.backbone.hidden_dim), name="hidden_in")
         inputs = {"hidden_in": hidden, "padding_mask": mask}
-    hidden = _layer(classifier, index, hidden, mask)
+    hidden = _layer(classifier, index, hidden, mask, outliers)
     outputs = _exit_output(classifier, _exit_logits(classifier, index, hidden, mask))
     if index < classifier.num_layers - 1:
         outputs["hidden"] = hidden
     return keras.Model(inputs, outputs, name=f"stage_{index + 1}")
 
 
-def _layer(classifier, index, hidden, mask):
-    return OneExample(classifier.backbone.transformer_layers[index])(hidden, mask)
+def _layer(classifier, index, hidden, mask, outliers=Outliers()):
+    return OneExample(classifier.backbone.transformer_layers[index], outliers)(hidden, mask)
 
 
 def _exit_logits(classifier, index, hidden, mask):
@@ -146,24 +208,27 @@ def _exit_logits(classifier, index, hidden, mask):
     return classifier.exit_outputs(index, hidden, mask)[1]
 
 
-def stage_models(classifier):
-    return [stage_model(classifier, i) for i in range(classifier.num_layers)]
+def stage_models(classifier, outliers=None):
+    """Every stage; `outliers[i]`: layer i's `Outliers` (none by default)."""
+    outliers = outliers or [Outliers()] * classifier.num_layers
+    return [stage_model(classifier, i, outliers[i]) for i in range(classifier.num_layers)]
 
 
-def full_model(classifier):
+def full_model(classifier, outliers=None):
     """Every layer in one graph, the teacher's output out: the no-exit baseline."""
-    return first_layers_model(classifier, classifier.num_layers)
+    return first_layers_model(classifier, classifier.num_layers, outliers)
 
 
-def first_layers_model(classifier, count):
+def first_layers_model(classifier, count, outliers=None):
     """The first `count` layers in one graph and the exit after the last of
     them (the teacher's head after every layer): a static smaller model of
     the same checkpoint, what a user might ship instead of early exit."""
     inputs = _id_inputs()
     mask = inputs["padding_mask"]
     hidden = classifier.embed(inputs)
+    outliers = outliers or [Outliers()] * classifier.num_layers
     for index in range(count):
-        hidden = _layer(classifier, index, hidden, mask)
+        hidden = _layer(classifier, index, hidden, mask, outliers[index])
     name = "teacher" if count == classifier.num_layers else f"first_{count}_layers"
     outputs = _exit_output(classifier, _exit_logits(classifier, count - 1, hidden, mask))
     return keras.Model(inputs, outputs, name=name)
