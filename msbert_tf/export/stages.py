@@ -93,10 +93,13 @@ def _columns_apart(dense, rows, columns):
     return rest, apart
 
 
+def _feedforward_input(layer, rows):
+    return layer._feedforward_layer_norm(rows) if layer.normalize_first else rows
+
+
 def _feedforward(layer, rows, outliers=Outliers()):
     """The feed-forward's output, before the residual sum."""
-    if layer.normalize_first:
-        rows = layer._feedforward_layer_norm(rows)
+    rows = _feedforward_input(layer, rows)
     inner, outer = layer._feedforward_intermediate_dense, layer._feedforward_output_dense
     inner_rows, neurons = _columns_apart(inner, rows, outliers.neurons)
     output, channels = _columns_apart(outer, inner_rows, outliers.channels)
@@ -127,9 +130,7 @@ def feedforward_values(layer, hidden, padding_mask):
     1 x T x H), as its stage computes them."""
     rows = ops.reshape(hidden, (-1, hidden.shape[-1]))
     rows = _attention_block(layer, rows, _mask_bias(padding_mask, rows.dtype))
-    if layer.normalize_first:
-        rows = layer._feedforward_layer_norm(rows)
-    inner = layer._feedforward_intermediate_dense(rows)
+    inner = layer._feedforward_intermediate_dense(_feedforward_input(layer, rows))
     return inner, layer._feedforward_output_dense(inner)
 
 
