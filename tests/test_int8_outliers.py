@@ -1,6 +1,7 @@
 """int8's feed-forward outliers: found on the calibration samples, computed
 apart with the float numbers unchanged, and rounded less in int8."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -17,7 +18,11 @@ TEXTS = [f"sentence {i} says the film was {'good' if i % 2 else 'bad'} and {'lon
 @pytest.fixture(scope="module")
 def planted():
     """A tiny classifier whose first layer has one intermediate neuron and
-    one output channel far larger than the others, as trained BERTs do."""
+    one output channel far larger than the others, as trained BERTs do.
+    Seeded: how much the tiny model's other int8 errors hide the outliers'
+    share varies with its random weights (apart against plain: 1.1-3x over
+    four seeds)."""
+    keras.utils.set_random_seed(0)
     backbone, preprocessor = load_backbone(ModelConfig(backbone="random"), max_seq_length=16)
     classifier = MSBertClassifier(backbone, num_labels=2, head="attention", head_dim=8)
     layer = backbone.transformer_layers[0]
