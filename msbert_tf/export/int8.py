@@ -14,8 +14,10 @@ A few channels of each layer's feed-forward output reach 30-180 times the
 median channel's largest value (SST-2's MiniLM, layer 1: 194 against 1.1),
 fed by one or two intermediate neurons at 8-16 times the median one's (24.5
 against 1.6): one int8 scale for each whole tensor rounded the other values
-coarsely, and the chain's final lost 0.6-1.7 points to float32. Those
-neurons and channels (`outliers`) get products, and so scales, of their own.
+coarsely, and the chain's final lost 1.0-1.7 points to float32 on held-out
+rows (two runs, three calibration draws each). Those neurons and channels
+(`outliers`) get products, and so scales, of their own: at most 0.4 points
+lost (BENCHMARKS.md "int8's lost points found").
 
 The calibrator runs every sample through one plan, so the samples share one
 length: rows at least `SAMPLE_LENGTH` tokens long, cut to it. Padded
