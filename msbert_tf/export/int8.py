@@ -31,6 +31,7 @@ for index, (model, inputs) in enumerate(stage_models(trained.classifier, samples
 ```
 """
 
+import functools
 import os
 import tempfile
 
@@ -102,10 +103,9 @@ def outliers(classifier, samples, ratio=OUTLIER_RATIO):
     inputs = [classifier.embed(batch)] + classifier.hidden_states(batch)[:-1]
     found = []
     for layer, hidden in zip(classifier.backbone.transformer_layers, inputs):
-        values = [
-            stages.feedforward_values(layer, hidden[i : i + 1], batch["padding_mask"][i : i + 1])
-            for i in range(len(samples))
-        ]
+        # One traced graph a layer: op by op, the samples took 12 s of a 50 s export (4 s so).
+        values_of = tf.function(functools.partial(stages.feedforward_values, layer))
+        values = [values_of(hidden[i : i + 1], batch["padding_mask"][i : i + 1]) for i in range(len(samples))]
         peaks = [np.max([np.abs(np.asarray(v[part])).max(0) for v in values], axis=0) for part in (0, 1)]
         neurons, channels = (tuple(int(c) for c in np.flatnonzero(p > ratio * np.median(p))) for p in peaks)
         found.append(stages.Outliers(neurons, channels))
