@@ -82,16 +82,36 @@ def id_samples(examples, preprocessor, count=SAMPLE_COUNT, length=SAMPLE_LENGTH)
     return [{k: np.ascontiguousarray(v[i : i + 1, :length]) for k, v in split.features.items()} for i in rows]
 
 
+def _layer_inputs(classifier, samples):
+    """`samples` as one batch, and each transformer layer's input on it, as
+    the float classifier computes them."""
+    batch = {k: np.concatenate([s[k] for s in samples]) for k in samples[0]}
+    return batch, [classifier.embed(batch)] + classifier.hidden_states(batch)[:-1]
+
+
+def _stage_samples(batch, inputs):
+    # The stage graphs take one example: the classifier's own layers ran the batch.
+    feeds = [batch] + [{"hidden_in": np.asarray(hidden, np.float32), "padding_mask": batch["padding_mask"]}
+                       for hidden in inputs[1:]]
+    return [[{k: v[i : i + 1] for k, v in feed.items()} for i in range(len(batch["padding_mask"]))] for feed in feeds]
+
+
 def stage_samples(classifier, samples):
     """The calibration inputs of each stage of `classifier`: `samples` for
     the first, then the float hidden state after the layer before."""
-    batch = {k: np.concatenate([s[k] for s in samples]) for k in samples[0]}
-    # The stage graphs take one example: the classifier's own layers run the batch.
-    feeds = [batch] + [
-        {"hidden_in": np.asarray(hidden, np.float32), "padding_mask": batch["padding_mask"]}
-        for hidden in classifier.hidden_states(batch)[:-1]
-    ]
-    return [[{k: v[i : i + 1] for k, v in feed.items()} for i in range(len(samples))] for feed in feeds]
+    return _stage_samples(*_layer_inputs(classifier, samples))
+
+
+def _outliers(classifier, batch, inputs, ratio):
+    found = []
+    for layer, hidden in zip(classifier.backbone.transformer_layers, inputs):
+        # One traced graph a layer: op by op, the samples took 12 s of a 50 s export (4 s so).
+        values_of = tf.function(functools.partial(stages.feedforward_values, layer))
+        values = [values_of(hidden[i : i + 1], batch["padding_mask"][i : i + 1]) for i in range(len(hidden))]
+        peaks = [np.max([np.abs(np.asarray(v[part])).max(0) for v in values], axis=0) for part in (0, 1)]
+        neurons, channels = (tuple(int(c) for c in np.flatnonzero(p > ratio * np.median(p))) for p in peaks)
+        found.append(stages.Outliers(neurons, channels))
+    return found
 
 
 def outliers(classifier, samples, ratio=OUTLIER_RATIO):
@@ -99,24 +119,16 @@ def outliers(classifier, samples, ratio=OUTLIER_RATIO):
     intermediate neurons and output channels whose largest magnitude over
     `samples` (`id_samples`) passes `ratio` times the median one's, as the
     float classifier computes them."""
-    batch = {k: np.concatenate([s[k] for s in samples]) for k in samples[0]}
-    inputs = [classifier.embed(batch)] + classifier.hidden_states(batch)[:-1]
-    found = []
-    for layer, hidden in zip(classifier.backbone.transformer_layers, inputs):
-        # One traced graph a layer: op by op, the samples took 12 s of a 50 s export (4 s so).
-        values_of = tf.function(functools.partial(stages.feedforward_values, layer))
-        values = [values_of(hidden[i : i + 1], batch["padding_mask"][i : i + 1]) for i in range(len(samples))]
-        peaks = [np.max([np.abs(np.asarray(v[part])).max(0) for v in values], axis=0) for part in (0, 1)]
-        neurons, channels = (tuple(int(c) for c in np.flatnonzero(p > ratio * np.median(p))) for p in peaks)
-        found.append(stages.Outliers(neurons, channels))
-    return found
+    return _outliers(classifier, *_layer_inputs(classifier, samples), ratio)
 
 
 def stage_models(classifier, samples):
     """The stage models int8 converts, each with its calibration inputs:
-    `[(model, inputs)]` for `samples` (`id_samples`)."""
-    models = stages.stage_models(classifier, outliers(classifier, samples))
-    return list(zip(models, stage_samples(classifier, samples)))
+    `[(model, inputs)]` for `samples` (`id_samples`); the float layers run
+    the samples once for both."""
+    batch, inputs = _layer_inputs(classifier, samples)
+    models = stages.stage_models(classifier, _outliers(classifier, batch, inputs, OUTLIER_RATIO))
+    return list(zip(models, _stage_samples(batch, inputs)))
 
 
 def write_int8(model, path, samples, float_ops=FLOAT_OPS):
